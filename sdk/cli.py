@@ -1,0 +1,73 @@
+"""The ``facelm`` command line.
+
+Three layers, as in TVM's tvmc: this module declares the top-level parser and
+dispatches; each subcommand lives in its own module with a ``register(subparsers)``
+function that declares its flags and sets ``func`` (the driver). Drivers turn
+arguments into a call of the typed Python API and return an exit code.
+
+Subcommand modules are imported lazily so that ``facelm --help`` stays fast and a
+light runtime install (no torch, no TensorFlow) can still run the commands it has.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Callable, Sequence
+
+from sdk import __version__
+from sdk.errors import FacelmError
+
+# (command, module, one-line help). The module must define register(subparsers).
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("layouts", "sdk.layouts_cli", "show landmark layouts (points, regions, flip pairs)"),
+    ("align", "sdk.align_cli", "align faces in images to the reference template"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="facelm",
+        description="Sub-pixel face landmarks from PyTorch to phones.",
+    )
+    parser.add_argument("--version", action="version", version=f"facelm {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module, help_text in COMMANDS:
+        register: Callable = importlib.import_module(module).register
+        p = register(sub, name, help_text)
+        if p is None:  # pragma: no cover - programming error, caught by tests
+            raise RuntimeError(f"{module}.register must return its parser")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facelm`` console script. Returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
+    )
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        rc = args.func(args)
+        return 0 if rc is None else int(rc)
+    except FacelmError as exc:
+        if debug:
+            raise
+        print(f"facelm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facelm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

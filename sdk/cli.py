@@ -22,7 +22,6 @@ from sdk.errors import FacelmError
 # (command, module, one-line help). The module must define register(subparsers).
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("layouts", "sdk.layouts_cli", "show landmark layouts (points, regions, flip pairs)"),
-    ("align", "sdk.align_cli", "align faces in images to the reference template"),
 )
 
 

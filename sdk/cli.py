@@ -22,6 +22,8 @@ from sdk.errors import FacelmError
 # (command, module, one-line help). The module must define register(subparsers).
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("layouts", "sdk.layouts_cli", "show landmark layouts (points, regions, flip pairs)"),
+    ("synth", "sdk.data.synth_cli", "write synthetic 106-point faces in the JD-landmark folder format"),
+    ("model", "sdk.model.cli", "model zoo: paper GFLOPs/size table, config info"),
 )
 
 

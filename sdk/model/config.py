@@ -113,7 +113,7 @@ class ModelConfig:
     @property
     def label(self) -> str:
         """Paper-style label, e.g. ``MNetV2_1.0 SDD-128``."""
-        bb = f"MNetV2_{self.width:g}" if self.backbone == "mobilenetv2" else {
+        bb = f"MNetV2_{self.width}" if self.backbone == "mobilenetv2" else {
             "resnet18": "ResNet18", "resnet50": "ResNet50"}[self.backbone]
         return f"{bb} {self.strategy}-{self.filters}"
 

@@ -6,7 +6,9 @@ gaze, brow raise), rotated by yaw/pitch/roll, projected with a pinhole camera an
 rendered with OpenCV polygons at sub-pixel precision (``shift`` + anti-aliasing).
 Skin tone, lighting, background clutter, hair, glasses, occluders, blur and noise vary.
 
-The ground truth is the projected model points themselves, so it is exact. The
+The ground truth is the projected model points themselves, so it is exact for the
+model; OpenCV's anti-aliased polygon fill places drawn edges within about 0.3 px of
+it (discs within 0.05 px; see tests/test_data_synth.py). The
 image-right half of the face is the mirror of the image-left half through the
 layout's flip pairs (before asymmetric expression), so a mirrored synthetic face is
 labelled exactly as :func:`sdk.layouts.flip_landmarks` says.
@@ -219,6 +221,8 @@ def face_points_3d(p: FaceParams) -> np.ndarray:
     # Mirror the image-left half onto the image-right half.
     right = _PERM[_LEFT]
     P[right] = P[_LEFT] * np.array([-1.0, 1.0, 1.0])
+    # A little identity asymmetry: the image-right side sits slightly higher or lower.
+    P[right, 1] += p.asym * 0.3
 
     # Expressions (after mirroring: they may be asymmetric).
     if p.mouth_open > 0:
@@ -252,8 +256,6 @@ def face_points_3d(p: FaceParams) -> np.ndarray:
         P[pupil, 0] = centre[0] + gx * half * 0.5
         P[pupil, 1] = centre[1] + gy * p.eye_open * 0.6
     P[104], P[105] = P[74], P[83]
-    # A little identity asymmetry: the image-right side is slightly shifted.
-    P[right, 1] += p.asym * 0.3
     return P
 
 

@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("layouts", "sdk.layouts_cli", "show landmark layouts (points, regions, flip pairs)"),
     ("synth", "sdk.data.synth_cli", "write synthetic 106-point faces in the JD-landmark folder format"),
     ("model", "sdk.model.cli", "model zoo: paper GFLOPs/size table, config info"),
+    ("convert", "converters.cli", "convert weights to verified TFLite/TVM artifacts with a drift report"),
 )
 
 

@@ -36,7 +36,9 @@ coordinates are pixels, ``(x, y)``::
         "flip_permutation": [...],          # K ints, mirrored[k] = flipped[perm[k]]
         "five_point_groups": [[104], ...]   # each alignment point = mean of its group
       },
-      "decode": {...},                      # sdk.codec.DecodeConfig fields (method, kernel, ...)
+      "decode": {"method": "dark", "blur_kernel": 11, "layout": "nhwc"},
+                                            # sdk.codec.DecodeConfig fields; "layout" is the
+                                            # TFLite one, each artifact's output.layout rules
       "tools": {"torch": "2.13.0", "onnx": "…", "onnx2tf": "…", "tensorflow": "…", "tvm": "…"},
       "artifacts": [                        # one entry per file, see ArtifactEntry
         {
@@ -330,6 +332,7 @@ def write_manifest(manifest: Manifest, folder: str | os.PathLike) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(manifest.to_json())
             f.write("\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,65 @@
+"""``facelm convert``: a thin shell over :func:`converters.pipeline.convert`.
+
+Exit codes: 0 = converted and every gate passed; 1 = converted, but a parity or drift gate
+failed (the folder and its report are written); 2 = an error (nothing written).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from converters.pipeline import TARGETS, ConvertConfig
+from quantization.drift import GateConfig
+
+log = logging.getLogger("facelm.convert")
+
+
+def register(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    """Declare the flags; defaults come from :class:`ConvertConfig` and :class:`GateConfig`."""
+    d, g = ConvertConfig(), GateConfig()
+    p = subparsers.add_parser(name, help=help_text, description=__doc__,
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default=d.config, help="model config name or YAML (default: the checkpoint's own)")
+    p.add_argument("--weights", default=d.weights, help="checkpoint path (default: the shipped demo checkpoint)")
+    p.add_argument("--random-init", action="store_true", help="convert freshly initialised weights of --config (benchmarks only)")
+    p.add_argument("--out", default=d.out, help="output folder (written atomically)")
+    p.add_argument("--calib", default=d.calib, help="'synthetic' or a folder of annotated faces (JD format or image + .txt/.pts)")
+    p.add_argument("--targets", default=",".join(d.targets), help=f"comma-separated subset of {','.join(TARGETS)}")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quant-type", default=d.quant_type, choices=("per-channel", "per-tensor"), help="int8 weight quantization")
+    p.add_argument("--int16x8", action="store_true", help="also write int16x8.tflite (int16 activations)")
+    p.add_argument("--num-calib", type=int, default=d.num_calib, help="calibration faces")
+    p.add_argument("--num-eval", type=int, default=d.num_eval, help="evaluation faces (disjoint from calibration)")
+    p.add_argument("--tvm-trials", type=int, default=d.tvm_trials, help="MetaSchedule tuning budget for TVM host (0 = untuned)")
+    p.add_argument("--parity-max", type=float, default=g.parity_max_abs, help="gate: max abs heatmap difference of fp32 artifacts vs torch")
+    p.add_argument("--int8-drift-max", type=float, default=g.int8_drift_mean, help="gate: max mean landmark drift (NME) of int8 artifacts")
+    p.add_argument("--latency-runs", type=int, default=d.latency_runs, help="timed runs per artifact for the report")
+    p.set_defaults(func=drive)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ConvertConfig:
+    """Namespace -> :class:`ConvertConfig`."""
+    return ConvertConfig(
+        config=args.config, weights=args.weights, random_init=args.random_init, out=args.out,
+        calib=args.calib, targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),
+        force=args.force, quant_type=args.quant_type, int16x8=args.int16x8, num_calib=args.num_calib,
+        num_eval=args.num_eval, tvm_trials=args.tvm_trials,
+        gates=GateConfig(parity_max_abs=args.parity_max, int8_drift_mean=args.int8_drift_max),
+        latency_runs=args.latency_runs)
+
+
+def drive(args: argparse.Namespace) -> int:
+    """Run the conversion; print where the results are. Returns the exit code."""
+    from converters.pipeline import convert
+
+    result = convert(config_from_args(args))
+    print(f"wrote {result.out}/ ({len(result.manifest.artifacts)} artifacts): "
+          f"manifest.json, report.md; total {sum(result.timings.values()):.1f} s")
+    for w in result.warnings:
+        print(f"warning: {w.splitlines()[0]}")
+    if result.gate_failures:
+        for f in result.gate_failures:
+            print(f"facelm: gate failed: {f}")
+        return 1
+    return 0

@@ -1,0 +1,246 @@
+"""ONNX -> TFLite through onnx2tf, run in an isolated temporary folder.
+
+onnx2tf downloads a calibration sample file from the internet unless a file of that
+name is in its working directory, so :func:`run_onnx2tf` writes it (from our own
+calibration crops) into a fresh folder and runs onnx2tf there as a subprocess. One
+onnx2tf run with ``-oiqt`` gives every variant; :data:`VARIANTS` maps its file suffixes
+to our artifact names.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sdk.errors import ConversionError
+from sdk.runtime.tflite import METADATA_NAME
+
+log = logging.getLogger(__name__)
+
+#: onnx2tf downloads this file unless it is in the working directory (FACTS.md).
+ONNX2TF_SAMPLE_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One TFLite artifact: our name, onnx2tf's file suffix and what is quantized."""
+
+    name: str
+    suffix: str
+    weights: str
+    activations: str
+    io: str
+    optional: bool = False
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("fp32", "float32", "fp32", "fp32", "fp32"),
+    Variant("fp16", "float16", "fp16", "fp16", "fp32"),
+    Variant("dynamic_int8", "dynamic_range_quant", "int8", "float", "fp32"),
+    Variant("int8", "integer_quant", "int8", "int8", "fp32"),
+    Variant("int8_io", "full_integer_quant", "int8", "int8", "int8"),
+    Variant("int16x8", "integer_quant_with_int16_act", "int8", "int16", "fp32", optional=True),
+)
+VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
+QUANT_TYPES = ("per-channel", "per-tensor")
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def check_onnx2tf_ops(onnx_path: str | os.PathLike) -> None:
+    """Fail early, naming op and node, when onnx2tf has no converter for an ONNX op.
+
+    Raises:
+        ConversionError: onnx2tf is not installed, or an op type has no ``onnx2tf.ops`` module.
+    """
+    import onnx
+
+    spec = importlib.util.find_spec("onnx2tf")  # does not import it (that would load TensorFlow)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConversionError("TFLite conversion needs onnx2tf: pip install -e '.[convert]'")
+    ops_dir = Path(list(spec.submodule_search_locations)[0]) / "ops"
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    for node in graph.node:
+        if not (ops_dir / f"{node.op_type}.py").is_file():
+            raise ConversionError(
+                f"onnx2tf cannot convert ONNX op {node.op_type!r} (node {node.name!r}); "
+                "change the model so it does not use this op")
+
+
+def _node_op_types(onnx_path: str | os.PathLike) -> dict[str, str]:
+    import onnx
+
+    return {n.name: n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+
+
+def explain_onnx2tf_failure(log_text: str, onnx_path: str | os.PathLike) -> str:
+    """One line naming the failing op and node from an onnx2tf log (or its last error line)."""
+    text = _strip_ansi(log_text)
+    not_impl = re.search(r"(\S+) OP is not yet implemented", text)
+    if not_impl:
+        return f"onnx2tf has no converter for ONNX op {not_impl.group(1)!r}"
+    node = re.search(r"onnx_op_name:\s*(\S+)", text)
+    errors = [ln.strip() for ln in text.splitlines() if re.match(r"\s*\w*(Error|Exception):", ln)]
+    cause = errors[-1] if errors else "see the onnx2tf log"
+    if node:
+        op = _node_op_types(onnx_path).get(node.group(1), "?")
+        return f"onnx2tf failed on ONNX op {op!r} (node {node.group(1)!r}): {cause}"
+    return f"onnx2tf failed: {cause}"
+
+
+def _onnx2tf_command() -> list[str]:
+    exe = Path(sys.executable).with_name("onnx2tf")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "onnx2tf"]
+
+
+def write_calibration_inputs(workdir: Path, calib01: np.ndarray) -> Path:
+    """Write the calibration array and onnx2tf's sample-data file into ``workdir``.
+
+    Args:
+        workdir: onnx2tf's working directory.
+        calib01: (N, H, W, 3) float32 in [0, 1], aligned RGB crops.
+    Returns:
+        Path of the calibration ``.npy`` passed with ``-cind``.
+    """
+    import cv2
+
+    x = np.asarray(calib01, dtype=np.float32)
+    if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] < 1:
+        raise ConversionError(f"calibration data must be (N, H, W, 3) float32, got {x.shape}")
+    if float(x.min()) < 0.0 or float(x.max()) > 1.0:
+        raise ConversionError("calibration data must lie in [0, 1] (onnx2tf applies mean/std itself)")
+    calib_path = workdir / "calibration.npy"
+    np.save(calib_path, x)
+    # The sample file is only a fallback for onnx2tf; filling it with our own crops
+    # (resized to its fixed 128x128) keeps it from ever reaching for the network.
+    idx = np.arange(20) % x.shape[0]
+    sample = np.stack([cv2.resize(x[i], (128, 128), interpolation=cv2.INTER_AREA) for i in idx])
+    np.save(workdir / ONNX2TF_SAMPLE_NAME, sample.astype(np.float32))
+    return calib_path
+
+
+def run_onnx2tf(
+    onnx_path: str | os.PathLike,
+    calib01: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    workdir: str | os.PathLike,
+    quant_type: str = "per-channel",
+    input_name: str = "input",
+    timeout_s: float = 3600.0,
+) -> dict[str, Path]:
+    """Convert one ONNX model to every TFLite variant.
+
+    Args:
+        onnx_path: static-shape ONNX model with one NCHW input ``input_name``.
+        calib01: (N, H, W, 3) float32 calibration crops in [0, 1].
+        mean, std: per-channel normalisation applied by onnx2tf to ``calib01``.
+        workdir: an empty folder; onnx2tf runs with it as working directory.
+        quant_type: ``"per-channel"`` or ``"per-tensor"``.
+    Returns:
+        Variant name -> path of the ``.tflite`` onnx2tf wrote (inside ``workdir``).
+    Raises:
+        ConversionError: onnx2tf missing, an op it cannot convert, a crash or a timeout.
+    """
+    if quant_type not in QUANT_TYPES:
+        raise ConversionError(f"quant_type must be one of {QUANT_TYPES}, got {quant_type!r}")
+    check_onnx2tf_ops(onnx_path)
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    model_copy = work / "model.onnx"
+    shutil.copyfile(onnx_path, model_copy)
+    calib_path = write_calibration_inputs(work, calib01)
+    as_list = lambda v: "[[[[" + ",".join(f"{float(a):.8g}" for a in v) + "]]]]"  # noqa: E731 (1,1,1,C) NHWC
+    cmd = _onnx2tf_command() + [
+        "-i", model_copy.name, "-o", "out", "-oiqt", "-qt", quant_type,
+        "-cind", input_name, calib_path.name, as_list(mean), as_list(std),
+        "-v", "error",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    log.debug("running %s in %s", " ".join(cmd), work)
+    try:
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise ConversionError(f"onnx2tf did not finish in {timeout_s:.0f} s") from exc
+    log_text = (proc.stdout or "") + (proc.stderr or "")
+    (work / "onnx2tf.log").write_text(log_text, encoding="utf-8")
+    if proc.returncode != 0:
+        raise ConversionError(f"{explain_onnx2tf_failure(log_text, onnx_path)} "
+                              f"(full log: {work / 'onnx2tf.log'})")
+    found = {}
+    for v in VARIANTS:
+        p = work / "out" / f"model_{v.suffix}.tflite"
+        if p.is_file():
+            found[v.name] = p
+    missing = [v.name for v in VARIANTS if not v.optional and v.name not in found]
+    if missing:
+        raise ConversionError(f"onnx2tf finished but wrote no {missing} model; log: {work / 'onnx2tf.log'}")
+    return found
+
+
+# ---------------------------------------------------------------------- inspection
+def count_ops(path: str | os.PathLike) -> tuple[dict[str, int], int]:
+    """Builtin-op histogram and the largest tensor rank of a ``.tflite`` file.
+
+    Returns:
+        ``({"CONV_2D": n, ...}, max_rank)``; ``max_rank > 4`` flags ops the GPU delegate rejects.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    buf = Path(path).read_bytes()
+    model = schema.Model.GetRootAsModel(buf, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+        name = names.get(code, str(code))
+        codes.append(oc.CustomCode().decode() if name == "CUSTOM" and oc.CustomCode() else name)
+    counts: Counter[str] = Counter()
+    max_rank = 0
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        for o in range(sg.OperatorsLength()):
+            counts[codes[sg.Operators(o).OpcodeIndex()]] += 1
+        for t in range(sg.TensorsLength()):
+            max_rank = max(max_rank, sg.Tensors(t).ShapeLength())
+    return dict(sorted(counts.items())), max_rank
+
+
+def embed_metadata(path: str | os.PathLike, payload: dict[str, Any], name: str = METADATA_NAME) -> None:
+    """Store ``payload`` as UTF-8 JSON in metadata entry ``name`` of a ``.tflite`` file, in place.
+
+    The entry goes into the flatbuffer's ``Model.metadata`` table with its own buffer;
+    LiteRT ignores unknown metadata names. Written to a temp file and renamed.
+    """
+    import json
+
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    path = Path(path)
+    model = fbu.read_model(str(path))
+    data = json.dumps(payload, sort_keys=True).encode("utf-8")
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(data, dtype=np.uint8)
+    model.buffers.append(buffer)
+    md = schema.MetadataT()
+    md.name = name
+    md.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name) != name]
+    model.metadata.append(md)
+    tmp = path.with_name(path.name + ".tmp")
+    fbu.write_model(model, str(tmp))
+    os.replace(tmp, path)

@@ -1,0 +1,134 @@
+"""Run a ``.tflite`` heatmap model with LiteRT, and read the metadata facelm embeds in it.
+
+Light: needs only numpy and ``ai-edge-litert`` (no TensorFlow).
+
+Embedded metadata: ``facelm convert`` adds an entry named :data:`METADATA_NAME` to the
+flatbuffer's ``metadata`` table whose buffer holds the manifest (minus the per-artifact
+list) as UTF-8 JSON. The LiteRT interpreter ignores metadata names it does not know.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdk.errors import InputError
+from sdk.runtime.manifest import Quantization, TensorSpec
+
+METADATA_NAME = "facelm_manifest"
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:  # pragma: no cover - ai-edge-litert is a core dependency
+        raise InputError("running .tflite files needs the 'ai-edge-litert' package") from exc
+    return Interpreter
+
+
+def _spec(detail: dict, layout: str) -> TensorSpec:
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zp = detail.get("quantization", (0.0, 0))
+    q = Quantization(float(scale), int(zp)) if dtype != "float32" and scale else None
+    return TensorSpec(name=str(detail["name"]), shape=[int(s) for s in detail["shape"]],
+                      layout=layout, dtype=dtype, quantization=q)
+
+
+def quantize(x: np.ndarray, q: Quantization, dtype: str) -> np.ndarray:
+    """Float ``x`` -> integer ``dtype`` with ``q = round(x / scale) + zero_point``, saturating."""
+    info = np.iinfo(np.dtype(dtype))
+    return np.clip(np.rint(x / q.scale) + q.zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(q_values: np.ndarray, q: Quantization | None) -> np.ndarray:
+    """Integer tensor -> float32 with ``real = scale * (q - zero_point)``; float input passes through."""
+    if q is None:
+        return np.asarray(q_values, dtype=np.float32)
+    return (np.asarray(q_values, dtype=np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
+
+
+class TfliteRunner:
+    """One LiteRT interpreter over a single-input, single-output NHWC heatmap model.
+
+    Args:
+        path: the ``.tflite`` file.
+        num_threads: CPU threads (XNNPACK is LiteRT's default CPU delegate).
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"no TFLite model at {path}")
+        Interpreter = _interpreter_class()
+        try:
+            self._it = Interpreter(model_path=str(path), num_threads=num_threads)
+            self._it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise InputError(f"LiteRT cannot load {path}: {exc}") from exc
+        ins, outs = self._it.get_input_details(), self._it.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise InputError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
+        self._in, self._out = ins[0], outs[0]
+        self.input_spec = _spec(self._in, "NHWC")
+        self.output_spec = _spec(self._out, "NHWC")
+        self.path = path
+
+    def invoke(self, x_nhwc: np.ndarray) -> np.ndarray:
+        """Run one raw input tensor, already in the model's dtype. Returns the raw (1, h, w, K) output."""
+        self._it.set_tensor(self._in["index"], x_nhwc)
+        self._it.invoke()
+        return self._it.get_tensor(self._out["index"]).copy()
+
+    def prepare(self, x_nchw: np.ndarray) -> np.ndarray:
+        """Normalised float (1, 3, H, W) -> the model's (1, H, W, 3) input (quantized for int io)."""
+        x = np.ascontiguousarray(np.asarray(x_nchw, dtype=np.float32).transpose(0, 2, 3, 1))
+        if self.input_spec.quantization is not None:
+            return quantize(x, self.input_spec.quantization, self.input_spec.dtype)
+        return x
+
+    def run_raw(self, x_nchw: np.ndarray) -> np.ndarray:
+        """Normalised float (N, 3, H, W) -> raw outputs (N, h, w, K) in the model's output dtype."""
+        x = np.asarray(x_nchw)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise InputError(f"expected normalised NCHW input (N, 3, H, W), got {x.shape}")
+        return np.concatenate([self.invoke(self.prepare(x[i:i + 1])) for i in range(x.shape[0])], axis=0)
+
+    def heatmaps(self, x_nchw: np.ndarray) -> np.ndarray:
+        """Normalised float (N, 3, H, W) -> float32 heatmaps (N, K, h, w), dequantized if needed."""
+        raw = self.run_raw(x_nchw)
+        return dequantize(raw, self.output_spec.quantization).transpose(0, 3, 1, 2)
+
+
+# ------------------------------------------------------------------------- metadata
+def read_tflite_metadata(path: str | os.PathLike, name: str = METADATA_NAME) -> dict[str, Any] | None:
+    """The JSON stored under metadata entry ``name`` of a ``.tflite`` file, or ``None``.
+
+    Raises:
+        InputError: the file is missing, not a TFLite flatbuffer, or the entry is not JSON.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    path = Path(path)
+    try:
+        buf = path.read_bytes()
+        if buf[4:8] != b"TFL3":
+            raise InputError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+        model = schema.Model.GetRootAsModel(buf, 0)
+        for i in range(model.MetadataLength()):
+            md = model.Metadata(i)
+            if (md.Name() or b"").decode() != name:
+                continue
+            data = model.Buffers(md.Buffer())
+            if data.DataLength():
+                raw = data.DataAsNumpy().tobytes()
+            else:  # large models keep buffers outside the flatbuffer, addressed by offset
+                raw = buf[data.Offset():data.Offset() + data.Size()]
+            return json.loads(raw.decode("utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: metadata {name!r} is not valid JSON: {exc}") from exc
+    return None

@@ -40,13 +40,13 @@ class TemplateSpec:
 
     Attributes:
         scale: shrink factor about the crop centre (1.0 = ArcFace's own tight crop,
-            which cuts the chin and the contour). 0.70 leaves the full 106-point contour inside.
+            which cuts the chin and the contour). 0.70 leaves the full 106-point contour inside with margin for ±15° rotation.
         shift_y: vertical shift as a fraction of the crop size (negative = up), so the chin,
             which lies further below the mouth than the brows lie above the eyes, stays in.
     """
 
     scale: float = 0.70
-    shift_y: float = -0.07
+    shift_y: float = -0.12
 
 
 DEFAULT_TEMPLATE = TemplateSpec()

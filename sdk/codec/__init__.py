@@ -1,0 +1,29 @@
+"""Heatmap codec: unbiased Gaussian targets, DARK sub-pixel decoding, flip test.
+
+- :func:`encode` / :func:`decode` (methods ``argmax``, ``quarter``, ``dark``),
+- :class:`DecodeConfig` / :class:`EncodeConfig`: the decode/encode parameters an artifact
+  manifest carries,
+- :func:`heatmap_to_input` / :func:`input_to_heatmap`: the stride mapping (pixel centres on
+  integers: pixel (row i, col j) is the point (x=j, y=i)),
+- :func:`flip_heatmaps`, :func:`flip_coords`, :func:`average_flip`: the flip test,
+- :func:`backend`: ``"c"`` (``sdk.codec._cdark``, built from ``csrc/``) or ``"numpy"``.
+"""
+from sdk.codec.config import (
+    INVALID_SCORE,
+    LOG_FLOOR,
+    MAX_OFFSET,
+    METHODS,
+    MIN_SHRUNK_RADIUS,
+    DecodeConfig,
+    EncodeConfig,
+    heatmap_to_input,
+    input_to_heatmap,
+    stride_for,
+)
+from sdk.codec.core import average_flip, backend, decode, encode, flip_coords, flip_heatmaps
+
+__all__ = [
+    "DecodeConfig", "EncodeConfig", "METHODS", "LOG_FLOOR", "MAX_OFFSET", "MIN_SHRUNK_RADIUS",
+    "INVALID_SCORE", "average_flip", "backend", "decode", "encode", "flip_coords", "flip_heatmaps",
+    "heatmap_to_input", "input_to_heatmap", "stride_for",
+]

@@ -1,0 +1,247 @@
+"""The numpy reference decoder. The C twin (``csrc/facelm_dark.c``) implements the same rules.
+
+Rules, for one map h of H rows and W columns (``DecodeConfig`` gives method and k):
+
+1. Validity. A map holding any NaN or +-Inf, or a constant map (max == min, e.g. all
+   zero), has no usable peak: its coordinates are the centre ((W-1)/2, (H-1)/2) and
+   its score is ``INVALID_SCORE`` (0). Otherwise:
+2. Peak. (px, py) is the first maximum in raster order (numpy ``argmax``); the score is
+   h[py, px] (dequantized: ``scale * (q - zero_point)`` for int8/uint8).
+3. Axes. The x axis is refinable when 1 <= px <= W-2 (both neighbours exist), y likewise.
+4. ``quarter``: per refinable axis, offset 0.25 * sign(h[p+1] - h[p-1]) on the raw map.
+5. ``dark``:
+   a. Blur radius per axis: rx = min(r, px-2, W-3-px) with r = (k-1)/2, i.e. the kernel
+      shrinks so that no blurred value read below reaches outside the map; when it
+      had to shrink to below min(r, MIN_SHRUNK_RADIUS) (or below 0) it is 0 (no blur on
+      that axis). Same for ry. Interior peaks therefore get exactly DarkPose's
+      whole-map blur (its zero padding is never reached), computed on a window only.
+      Why not zero padding at the border: on a clean sigma-3 Gaussian 3 px from the
+      border, a zero-padded k=11 blur biases DARK by 0.27 px.
+   b. The kernel of radius q is the normalised Gaussian exp(-t^2 / (2 s^2)),
+      s = 0.3*(q-1) + 0.8 (OpenCV's ``getGaussianKernel(2q+1, 0)`` for 2q+1 >= 9).
+   c. Only the 13 stencil values B(py+dy, px+dx) are blurred: first along x (taps
+      -rx..rx, accumulated in that order, float64), then along y.
+   d. L = log(max(B, LOG_FLOOR)). dx = (L[x+1]-L[x-1])/2; dxx = (L[x+2]-2L[x]+L[x-2])/4
+      when 2 <= px <= W-3 (DarkPose), else the compact L[x+1]-2L[x]+L[x-1];
+      dxy = (L[+1,+1]-L[-1,+1]-L[+1,-1]+L[-1,-1])/4 (rows first). Same for y.
+   e. Both axes refinable: step -H^-1 g only when H is negative definite (dxx < 0 and
+      det > 0; det = 0 is DarkPose's skip, the sign test also skips saddles). One
+      axis: -dx/dxx when dxx < 0. A non-finite step is skipped.
+6. DARK offsets are clamped to [-MAX_OFFSET, MAX_OFFSET] per axis (1.5 px: a noisy raw
+   argmax can sit more than 1 px from the blurred peak, but not much more).
+
+The DarkPose blur rescales the blurred map to the original max; that constant drops out
+of log-derivatives, so it is not done (the score is the raw peak anyway).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sdk.codec.config import INVALID_SCORE, LOG_FLOOR, MAX_OFFSET, MIN_SHRUNK_RADIUS
+
+#: (dy, dx) of the 13 stencil points, in the order shared with the C core.
+STENCIL = (
+    (0, 0), (0, -1), (0, 1), (0, -2), (0, 2),
+    (-1, 0), (1, 0), (-2, 0), (2, 0),
+    (-1, -1), (-1, 1), (1, -1), (1, 1),
+)
+
+
+def gaussian_kernel(radius: int) -> np.ndarray:
+    """(2*radius+1,) float64 normalised Gaussian, s = 0.3*(radius-1) + 0.8.
+
+    Computed with ``math.exp`` and a left-to-right sum, exactly as the C core does.
+    """
+    if radius <= 0:
+        return np.ones(1)
+    s = 0.3 * (radius - 1) + 0.8
+    w = [math.exp(-(t * t) / (2.0 * s * s)) for t in range(-radius, radius + 1)]
+    total = 0.0
+    for v in w:
+        total += v
+    return np.array([v / total for v in w])
+
+
+def kernel_table(radius: int) -> np.ndarray:
+    """(radius+1, 2*radius+1): row q holds the radius-q kernel, zero-padded and centred."""
+    table = np.zeros((radius + 1, 2 * radius + 1))
+    for q in range(radius + 1):
+        table[q, radius - q: radius + q + 1] = gaussian_kernel(q)
+    return table
+
+
+def effective_radius(p: np.ndarray, size: int, radius: int) -> np.ndarray:
+    """Per-keypoint blur radius along one axis (rule 5a). p: (M,) int peak positions."""
+    q = np.minimum(np.minimum(p - 2, size - 3 - p), radius)
+    drop = (q < 0) | ((q < radius) & (q < MIN_SHRUNK_RADIUS))
+    return np.where(drop, 0, q).astype(np.int64)
+
+
+def _peaks(h: np.ndarray, nhwc: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First-max index (N, K) into H*W, max (N, K) in the raw dtype, valid mask (N, K)."""
+    if nhwc:
+        n, hh, ww, k = h.shape
+        flat = h.reshape(n, hh * ww, k)
+        mx, mn = flat.max(axis=1), flat.min(axis=1)
+        # per image, so the transposed temporary numpy makes is one image, not the tensor
+        idx = np.stack([np.argmax(flat[i], axis=0) for i in range(n)])
+    else:
+        n, k, hh, ww = h.shape
+        flat = h.reshape(n, k, hh * ww)
+        mx, mn = flat.max(axis=-1), flat.min(axis=-1)
+        idx = np.argmax(flat, axis=-1)
+    valid = mx > mn
+    if h.dtype.kind == "f":
+        valid &= np.isfinite(mx) & np.isfinite(mn)
+    return idx.astype(np.int64), mx, valid
+
+
+class _Gather:
+    """Reads single heatmap values, dequantized to float64, without copying the tensor."""
+
+    def __init__(self, h: np.ndarray, nhwc: bool, scale: float | None, zero_point: int | None):
+        self.flat = h.reshape(-1)
+        self.nhwc = nhwc
+        if nhwc:
+            _, self.H, self.W, self.K = h.shape
+        else:
+            _, self.K, self.H, self.W = h.shape
+        self.scale, self.zp = scale, zero_point
+
+    def __call__(self, n, k, y, x) -> np.ndarray:
+        y = np.clip(y, 0, self.H - 1)
+        x = np.clip(x, 0, self.W - 1)
+        if self.nhwc:
+            i = ((n * self.H + y) * self.W + x) * self.K + k
+        else:
+            i = ((n * self.K + k) * self.H + y) * self.W + x
+        v = self.flat[i]
+        if self.scale is None:
+            return v.astype(np.float64)
+        return (v.astype(np.int64) - self.zp).astype(np.float64) * self.scale
+
+
+def _dark_offsets(g: _Gather, n, k, px, py, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """DARK offsets (M,), (M,) for valid peaks (rules 3 and 5)."""
+    H, W = g.H, g.W
+    m = px.shape[0]
+    table = kernel_table(radius)
+    wx = table[effective_radius(px, W, radius)]  # (M, 2R+1)
+    wy = table[effective_radius(py, H, radius)]
+    taps = np.arange(-radius, radius + 1)
+    dys = np.array([d[0] for d in STENCIL])
+    dxs = np.array([d[1] for d in STENCIL])
+    rows = py[:, None, None] + dys[None, :, None] + taps[None, None, :]  # (M, S, A)
+    hx = np.zeros((m, len(STENCIL), taps.size))
+    for b, t in enumerate(taps):
+        cols = (px[:, None] + dxs[None, :] + t)[:, :, None]
+        hx += wx[:, b, None, None] * g(n[:, None, None], k[:, None, None], rows, cols)
+    blurred = np.zeros((m, len(STENCIL)))
+    for a in range(taps.size):
+        blurred += wy[:, a, None] * hx[:, :, a]
+    L = np.log(np.maximum(blurred, LOG_FLOOR))
+    c = L[:, 0]
+    dx = 0.5 * (L[:, 2] - L[:, 1])
+    dy = 0.5 * (L[:, 6] - L[:, 5])
+    wide_x = (px >= 2) & (px <= W - 3)
+    wide_y = (py >= 2) & (py <= H - 3)
+    dxx = np.where(wide_x, 0.25 * (L[:, 4] - 2.0 * c + L[:, 3]), L[:, 2] - 2.0 * c + L[:, 1])
+    dyy = np.where(wide_y, 0.25 * (L[:, 8] - 2.0 * c + L[:, 7]), L[:, 6] - 2.0 * c + L[:, 5])
+    dxy = 0.25 * (L[:, 12] - L[:, 10] - L[:, 11] + L[:, 9])
+    ax = (px >= 1) & (px <= W - 2)
+    ay = (py >= 1) & (py <= H - 2)
+    ox = np.zeros(m)
+    oy = np.zeros(m)
+    with np.errstate(all="ignore"):
+        det = dxx * dyy - dxy * dxy
+        both = ax & ay & (dxx < 0) & (det > 0)
+        bx = -(dyy * dx - dxy * dy) / det
+        by = -(dxx * dy - dxy * dx) / det
+        ok = both & np.isfinite(bx) & np.isfinite(by)
+        ox = np.where(ok, bx, ox)
+        oy = np.where(ok, by, oy)
+        only_x = ax & ~ay & (dxx < 0)
+        sx = -dx / dxx
+        ox = np.where(only_x & np.isfinite(sx), sx, ox)
+        only_y = ay & ~ax & (dyy < 0)
+        sy = -dy / dyy
+        oy = np.where(only_y & np.isfinite(sy), sy, oy)
+    return ox, oy
+
+
+def _quarter_offsets(g: _Gather, n, k, px, py) -> tuple[np.ndarray, np.ndarray]:
+    """0.25 px toward the larger neighbour, per refinable axis (rule 4)."""
+    ax = (px >= 1) & (px <= g.W - 2)
+    ay = (py >= 1) & (py <= g.H - 2)
+    ddx = g(n, k, py, px + 1) - g(n, k, py, px - 1)
+    ddy = g(n, k, py + 1, px) - g(n, k, py - 1, px)
+    return np.where(ax, 0.25 * np.sign(ddx), 0.0), np.where(ay, 0.25 * np.sign(ddy), 0.0)
+
+
+def decode(h: np.ndarray, method: str, blur_kernel: int, nhwc: bool,
+           scale: float | None = None, zero_point: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference decode of validated input.
+
+    Args:
+        h: (N, K, H, W) or, with ``nhwc``, (N, H, W, K); C-contiguous float32, int8 or uint8.
+        method: ``argmax`` | ``quarter`` | ``dark``.
+        blur_kernel: odd k >= 1 (dark only).
+        scale, zero_point: quantization of integer maps (None for float).
+    Returns:
+        coords (N, K, 2) float32 (x, y) heatmap pixels; scores (N, K) float32.
+    """
+    if nhwc:
+        N, H, W, K = h.shape
+    else:
+        N, K, H, W = h.shape
+    idx, mx, valid = _peaks(h, nhwc)
+    py_all, px_all = np.divmod(idx, W)
+    coords = np.empty((N, K, 2), dtype=np.float64)
+    coords[..., 0] = (W - 1) / 2.0
+    coords[..., 1] = (H - 1) / 2.0
+    if scale is None:
+        peak = mx.astype(np.float64)
+    else:
+        peak = (mx.astype(np.int64) - zero_point).astype(np.float64) * scale
+    scores = np.where(valid, peak, INVALID_SCORE)
+    n, k = np.nonzero(valid)
+    px, py = px_all[n, k], py_all[n, k]
+    g = _Gather(h, nhwc, scale, zero_point)
+    if method == "dark":
+        ox, oy = _dark_offsets(g, n, k, px, py, (blur_kernel - 1) // 2)
+    elif method == "quarter":
+        ox, oy = _quarter_offsets(g, n, k, px, py)
+    else:
+        ox = oy = np.zeros(px.shape)
+    coords[n, k, 0] = px + np.clip(ox, -MAX_OFFSET, MAX_OFFSET)
+    coords[n, k, 1] = py + np.clip(oy, -MAX_OFFSET, MAX_OFFSET)
+    return coords.astype(np.float32), scores.astype(np.float32)
+
+
+def encode(coords: np.ndarray, height: int, width: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unbiased Gaussian targets.
+
+    Args:
+        coords: (N, K, 2) float (x, y) heatmap pixels.
+        height, width: heatmap size.
+        sigma: standard deviation in heatmap pixels.
+    Returns:
+        heatmaps (N, K, H, W) float32, peak 1 at the (float) centre, not truncated;
+        weights (N, K) float32: 1 inside the map's extent [-0.5, W-0.5) x [-0.5, H-0.5),
+        0 (and an all-zero map) outside or for non-finite coordinates.
+    """
+    c = np.asarray(coords, dtype=np.float64)
+    x, y = c[..., 0], c[..., 1]
+    with np.errstate(invalid="ignore"):
+        inside = (np.isfinite(x) & np.isfinite(y) & (x >= -0.5) & (x < width - 0.5)
+                  & (y >= -0.5) & (y < height - 0.5))
+    xs = np.arange(width, dtype=np.float64)
+    ys = np.arange(height, dtype=np.float64)
+    xc = np.where(inside, x, 0.0)[..., None]
+    yc = np.where(inside, y, 0.0)[..., None]
+    gx = np.exp(-((xs - xc) ** 2) / (2.0 * sigma * sigma)) * inside[..., None]
+    gy = np.exp(-((ys - yc) ** 2) / (2.0 * sigma * sigma))
+    heatmaps = (gy[..., :, None] * gx[..., None, :]).astype(np.float32)
+    return heatmaps, inside.astype(np.float32)

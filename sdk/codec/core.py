@@ -1,0 +1,251 @@
+"""Public codec API: encode, decode, flip test, backend selection.
+
+Shapes: N images, K keypoints; heatmaps (N, K, H, W) unless ``layout="nhwc"`` (N, H, W, K);
+coordinates (N, K, 2) as (x, y) in heatmap pixels, pixel (row i, col j) = point (x=j, y=i).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from sdk.codec import _numpy
+from sdk.codec.config import DecodeConfig, EncodeConfig
+from sdk.errors import ConfigError, InputError
+
+log = logging.getLogger("facelm.codec")
+
+try:  # the optional C twin, built by `pip install` (setup.py)
+    from sdk.codec import _cdark  # type: ignore[attr-defined]
+except ImportError as _exc:  # pragma: no cover - depends on the build
+    _cdark = None
+    _IMPORT_ERROR: str | None = str(_exc)
+else:
+    _IMPORT_ERROR = None
+
+_BACKENDS = ("c", "numpy")
+_warned = False
+_DECODE_PARAMS = ("blur_kernel", "layout", "scale", "zero_point", "backend")
+
+
+def _choose(requested: str | None) -> str:
+    """Resolve the backend: explicit argument, else $FACELM_CODEC, else C when built."""
+    global _warned
+    choice = requested if requested is not None else os.environ.get("FACELM_CODEC", "").strip().lower() or None
+    if choice is not None and choice not in _BACKENDS:
+        raise ConfigError(f"codec backend must be one of {_BACKENDS}, got {choice!r}")
+    if choice == "c" and _cdark is None:
+        raise ConfigError(f"the C codec extension is not built ({_IMPORT_ERROR}); reinstall with a C compiler")
+    if choice is None:
+        if _cdark is None:
+            if not _warned:
+                _warned = True
+                log.warning("facelm C codec extension not available (%s); using the numpy decoder", _IMPORT_ERROR)
+            return "numpy"
+        return "c"
+    return choice
+
+
+def backend() -> str:
+    """``"c"`` when the C extension decodes, ``"numpy"`` otherwise (``$FACELM_CODEC`` forces one)."""
+    return _choose(None)
+
+
+def _check_heatmaps(heatmaps: Any, nhwc: bool, scale, zero_point) -> tuple[np.ndarray, float | None, int | None]:
+    """Validate and return a C-contiguous float32/int8/uint8 4-D array (no copy when already so)."""
+    if not isinstance(heatmaps, np.ndarray):
+        try:
+            heatmaps = np.asarray(heatmaps)
+        except Exception as exc:  # ragged lists and the like
+            raise InputError(f"heatmaps must be a numeric array, got {type(heatmaps).__name__}: {exc}") from None
+    if heatmaps.ndim != 4:
+        want = "(N, H, W, K)" if nhwc else "(N, K, H, W)"
+        raise InputError(f"heatmaps must be 4-D {want}, got shape {heatmaps.shape}")
+    if min(heatmaps.shape) < 1:
+        raise InputError(f"heatmaps must not be empty, got shape {heatmaps.shape}")
+    if heatmaps.shape[1] * heatmaps.shape[2] * heatmaps.shape[3] >= 2**31:
+        raise InputError(f"heatmaps too large per image: {heatmaps.shape}")
+    kind = heatmaps.dtype
+    if kind in (np.int8, np.uint8):
+        if scale is None or zero_point is None:
+            raise InputError(f"{kind} heatmaps need scale and zero_point (TFLite output quantization)")
+        try:
+            scale = float(scale)
+        except (TypeError, ValueError):
+            raise InputError(f"scale must be a number, got {scale!r}") from None
+        if not (np.isfinite(scale) and scale > 0):
+            raise InputError(f"scale must be finite and > 0, got {scale}")
+        if isinstance(zero_point, (bool, np.bool_)) or float(zero_point) != int(zero_point):
+            raise InputError(f"zero_point must be an integer, got {zero_point!r}")
+        zero_point = int(zero_point)
+        lo, hi = (-128, 127) if kind == np.int8 else (0, 255)
+        if not lo <= zero_point <= hi:
+            raise InputError(f"zero_point {zero_point} outside the {kind} range [{lo}, {hi}]")
+    elif kind.kind == "f":
+        if scale is not None or zero_point is not None:
+            raise InputError(f"scale/zero_point apply to int8/uint8 heatmaps, not {kind}")
+        if kind != np.float32:
+            heatmaps = heatmaps.astype(np.float32)
+    else:
+        raise InputError(f"heatmaps must be float32, int8 or uint8, got {kind}")
+    return np.ascontiguousarray(heatmaps), scale, zero_point
+
+
+def decode(heatmaps: np.ndarray, method: str = "dark", **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps -> landmark coordinates and peak scores.
+
+    Args:
+        heatmaps: (N, K, H, W) float32, or int8/uint8 with ``scale`` and ``zero_point``
+            (decoded directly: only the values read are dequantized, no float copy).
+        method: ``"argmax"``, ``"quarter"`` or ``"dark"`` (see :class:`DecodeConfig`).
+        **params: ``blur_kernel`` (odd int, default 11), ``layout`` (``"nchw"`` or
+            ``"nhwc"``: (N, H, W, K) read in place, no transposed copy), ``scale`` and
+            ``zero_point`` (int8/uint8 only: value = scale * (q - zero_point)),
+            ``backend`` (``"c"`` / ``"numpy"``; default: C when built, or $FACELM_CODEC).
+    Returns:
+        coords: (N, K, 2) float32 (x, y) in heatmap pixels.
+        scores: (N, K) float32 peak values (dequantized); 0 for maps without a usable
+            peak (NaN/Inf anywhere, or constant), whose coords are the map centre.
+    Raises:
+        InputError: wrong shape, dtype or quantization parameters.
+        ConfigError: unknown method, parameter or backend.
+    """
+    unknown = set(params) - set(_DECODE_PARAMS)
+    if unknown:
+        raise ConfigError(f"unknown decode parameters {sorted(unknown)}; known: {list(_DECODE_PARAMS)}")
+    cfg = DecodeConfig(method=method, blur_kernel=params.get("blur_kernel", DecodeConfig.blur_kernel),
+                       layout=params.get("layout", DecodeConfig.layout))
+    nhwc = cfg.layout == "nhwc"
+    h, scale, zp = _check_heatmaps(heatmaps, nhwc, params.get("scale"), params.get("zero_point"))
+    which = _choose(params.get("backend"))
+    if which == "c":
+        return _cdark.decode(h, cfg.method, int(cfg.blur_kernel), nhwc,
+                             scale if scale is not None else 1.0, zp if zp is not None else 0)
+    return _numpy.decode(h, cfg.method, int(cfg.blur_kernel), nhwc, scale, zp)
+
+
+def encode(coords: np.ndarray, heatmap_size: tuple[int, int], sigma: float = EncodeConfig.sigma,
+           visible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks -> unbiased Gaussian target heatmaps (DARK), the inverse of :func:`decode`.
+
+    Args:
+        coords: (N, K, 2) or (K, 2) float (x, y) in heatmap pixels (see
+            :func:`sdk.codec.input_to_heatmap` for input-image pixels).
+        heatmap_size: (W, H) of the heatmaps.
+        sigma: Gaussian standard deviation in heatmap pixels (:class:`EncodeConfig`).
+        visible: optional (N, K) / (K,) bool; invisible points get weight 0.
+    Returns:
+        heatmaps: (N, K, H, W) (or (K, H, W)) float32, exp(-d^2 / (2 sigma^2)), peak 1 at
+            the float centre, never rounded or truncated.
+        weights: (N, K) (or (K,)) float32: 1, or 0 for points outside the map's extent
+            [-0.5, W-0.5) x [-0.5, H-0.5), non-finite or invisible (their map is all zero).
+    """
+    EncodeConfig(sigma=sigma)
+    c = np.asarray(coords, dtype=np.float64)
+    if c.ndim not in (2, 3) or c.shape[-1] != 2:
+        raise InputError(f"coords must have shape (N, K, 2) or (K, 2), got {c.shape}")
+    try:
+        w, h = (int(v) for v in heatmap_size)
+    except (TypeError, ValueError):
+        raise InputError(f"heatmap_size must be (W, H), got {heatmap_size!r}") from None
+    if w < 1 or h < 1:
+        raise InputError(f"heatmap_size must be positive, got {heatmap_size!r}")
+    if visible is not None:
+        vis = np.asarray(visible, dtype=bool)
+        if vis.shape != c.shape[:-1]:
+            raise InputError(f"visible must have shape {c.shape[:-1]}, got {vis.shape}")
+        c = np.where(vis[..., None], c, np.nan)
+    single = c.ndim == 2
+    maps, weights = _numpy.encode(c[None] if single else c, h, w, float(sigma))
+    return (maps[0], weights[0]) if single else (maps, weights)
+
+
+def flip_heatmaps(heatmaps: np.ndarray, permutation: np.ndarray, layout: str = "nchw") -> np.ndarray:
+    """Heatmaps of a mirrored image -> heatmaps in the original frame and labels.
+
+    Mirrors x -> W-1-x and relabels: ``out[:, k] = heatmaps[:, permutation[k], :, ::-1]``.
+    Applying it twice is the identity (the permutation is an involution).
+
+    Args:
+        heatmaps: (N, K, H, W) (or (N, H, W, K) with ``layout="nhwc"``), any dtype.
+        permutation: (K,) ints, e.g. ``sdk.layouts.JD106.flip_permutation``.
+    Returns:
+        A new array of the same shape and dtype.
+    """
+    h = np.asarray(heatmaps)
+    if layout not in ("nchw", "nhwc"):
+        raise ConfigError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
+    if h.ndim != 4:
+        raise InputError(f"heatmaps must be 4-D, got shape {h.shape}")
+    kaxis, waxis = (1, 3) if layout == "nchw" else (3, 2)
+    perm = _check_permutation(permutation, h.shape[kaxis])
+    return np.ascontiguousarray(np.flip(np.take(h, perm, axis=kaxis), axis=waxis))
+
+
+def flip_coords(coords: np.ndarray, permutation: np.ndarray, width: int) -> np.ndarray:
+    """Coordinates decoded from a mirrored map of ``width`` columns -> original frame and labels.
+
+    Args:
+        coords: (N, K, 2) (x, y) heatmap pixels. width: W of that heatmap.
+    Returns:
+        (N, K, 2) float32: x -> W-1-x, then ``out[:, k] = coords[:, permutation[k]]``.
+    """
+    c = np.asarray(coords, dtype=np.float32)
+    if c.ndim != 3 or c.shape[-1] != 2:
+        raise InputError(f"coords must have shape (N, K, 2), got {c.shape}")
+    perm = _check_permutation(permutation, c.shape[1])
+    out = c[:, perm, :].copy()
+    out[..., 0] = (width - 1) - out[..., 0]
+    return out
+
+
+def average_flip(heatmaps: np.ndarray, flipped_heatmaps: np.ndarray, permutation: np.ndarray,
+                 mode: str = "coords", method: str = "dark", **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Flip test: combine the predictions for an image and for its mirror.
+
+    ``mode="coords"`` (what the paper does: "average these two predictions"; it found
+    averaging the heatmaps no better): decode both, map the mirrored result back with
+    :func:`flip_coords`, average coordinates and scores. ``mode="heatmaps"``: average the
+    heatmaps with the flipped-back mirror heatmaps, then decode once (int8/uint8 maps are
+    dequantized for this).
+
+    Args:
+        heatmaps, flipped_heatmaps: model outputs for the image and its mirror, same
+            shape/layout/quantization, as accepted by :func:`decode`.
+        permutation: (K,) flip permutation of the layout.
+        method, **params: as for :func:`decode`.
+    Returns:
+        coords (N, K, 2) float32 and scores (N, K) float32, in the original frame.
+    """
+    layout = params.get("layout", "nchw")
+    if mode == "coords":
+        c0, s0 = decode(heatmaps, method, **params)
+        c1, s1 = decode(flipped_heatmaps, method, **params)
+        width = np.shape(heatmaps)[2 if layout == "nhwc" else 3]
+        perm = _check_permutation(permutation, c0.shape[1])
+        c1 = flip_coords(c1, perm, width)
+        return (0.5 * (c0 + c1)).astype(np.float32), (0.5 * (s0 + s1[:, perm])).astype(np.float32)
+    if mode == "heatmaps":
+        a, b = np.asarray(heatmaps), np.asarray(flipped_heatmaps)
+        if a.shape != b.shape:
+            raise InputError(f"heatmaps {a.shape} and flipped_heatmaps {b.shape} differ in shape")
+        rest = dict(params)
+        scale, zp = rest.pop("scale", None), rest.pop("zero_point", None)
+        if a.dtype in (np.int8, np.uint8):
+            _check_heatmaps(a, layout == "nhwc", scale, zp)
+            a = (a.astype(np.float32) - zp) * np.float32(scale)
+            b = (b.astype(np.float32) - zp) * np.float32(scale)
+        else:
+            a, b = a.astype(np.float32, copy=False), b.astype(np.float32, copy=False)
+        avg = 0.5 * (a + flip_heatmaps(b, permutation, layout))
+        return decode(avg, method, **rest)
+    raise ConfigError(f"flip averaging mode must be 'coords' or 'heatmaps', got {mode!r}")
+
+
+def _check_permutation(permutation: np.ndarray, k: int) -> np.ndarray:
+    perm = np.asarray(permutation)
+    if perm.shape != (k,) or perm.dtype.kind not in "iu" or not np.array_equal(np.sort(perm), np.arange(k)):
+        raise InputError(f"permutation must be a permutation of range({k}), got shape {perm.shape}")
+    return perm.astype(np.int64)

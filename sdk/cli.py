@@ -25,6 +25,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("synth", "sdk.data.synth_cli", "write synthetic 106-point faces in the JD-landmark folder format"),
     ("model", "sdk.model.cli", "model zoo: paper GFLOPs/size table, config info"),
     ("convert", "converters.cli", "convert weights to verified TFLite/TVM artifacts with a drift report"),
+    ("devices", "android_bench.devices_cli", "list adb devices and their facts (SoC, cores, thermal)"),
+    ("bench", "android_bench.bench_cli", "benchmark .tflite artifacts on phones over adb (or locally); 'bench report'"),
+    ("virtual-device", "android_bench.virtual_device_cli", "serve a virtual adb device on loopback for dry runs"),
 )
 
 

@@ -1,0 +1,265 @@
+"""Benchmark artifacts on devices (in parallel, one worker per device) or on this host.
+
+:func:`bench` is the Python API behind ``facelm bench``. Every finished run is
+appended to the results file at once, so a device lost mid-run keeps what it
+finished; ``resume=True`` skips runs already in the file.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sdk.errors import DeviceError, FacelmError, InputError
+
+from . import records as rec
+from .adb import Adb, AdbNotFoundError, NoDeviceError
+from .config import BenchOptions
+from .runners import BenchmarkModelRunner, BinaryCrashError, LocalTfliteRunner, tflite_io
+
+log = logging.getLogger(__name__)
+DEFAULT_RESULTS = Path("runs/bench/results.jsonl")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One artifact to benchmark. ``manifest_dir``/``entry`` are set for manifest artifacts."""
+
+    name: str
+    path: Path
+    sha256: str
+    size: int
+    manifest_dir: Path | None = None
+    entry: str | None = None
+
+
+def resolve_targets(path: Path, artifacts: list[str] | None = None) -> list[Target]:
+    """``.tflite`` file or artifact folder -> targets (manifest hashes verified).
+
+    A folder must hold a ``manifest.json``; its TFLite artifacts are benchmarked
+    (``artifacts`` narrows them by name). A lone ``.tflite`` whose folder has a
+    manifest listing it gets that manifest (so ``--drift`` works); any other
+    ``.tflite`` (e.g. a third-party model) is benchmarked as is.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from sdk.runtime import MANIFEST_NAME, load_manifest
+
+        if not (path / MANIFEST_NAME).is_file():
+            tflites = sorted(path.glob("*.tflite"))
+            if not tflites:
+                raise InputError(f"{path} has neither a manifest.json nor .tflite files")
+            return [_plain(p) for p in tflites if not artifacts or p.stem in artifacts]
+        manifest = load_manifest(path, verify=True)
+        entries = [a for a in manifest.artifacts if a.format == "tflite"]
+        if artifacts:
+            unknown = set(artifacts) - {a.name for a in entries}
+            if unknown:
+                raise InputError(f"no TFLite artifacts {sorted(unknown)} in {path}; it has {[a.name for a in entries]}")
+            entries = [a for a in entries if a.name in artifacts]
+        if not entries:
+            raise InputError(f"{path}/manifest.json lists no TFLite artifacts")
+        return [Target(a.name, (path / a.file).resolve(), a.sha256, a.bytes, path.resolve(), a.name) for a in entries]
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    if path.suffix != ".tflite":
+        raise InputError(f"{path} is not a .tflite file or an artifact folder")
+    from sdk.runtime import MANIFEST_NAME, load_manifest
+
+    if (path.parent / MANIFEST_NAME).is_file():
+        manifest = load_manifest(path.parent, verify=False)
+        for a in manifest.artifacts:
+            if a.file == path.name:
+                manifest = load_manifest(path.parent, verify=False)
+                from sdk.runtime.manifest import verify_artifact
+
+                verify_artifact(path.parent, a)
+                return [Target(a.name, path.resolve(), a.sha256, a.bytes, path.parent.resolve(), a.name)]
+    return [_plain(path)]
+
+
+def _plain(path: Path) -> Target:
+    return Target(path.stem, path.resolve(), rec.sha256_file(path), path.stat().st_size)
+
+
+@dataclass
+class BenchResult:
+    """What one :func:`bench` call did: its records and the per-device errors."""
+
+    records: list = field(default_factory=list)
+    errors: dict = field(default_factory=dict)
+    skipped: int = 0
+    backend_note: str = ""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _record(runner, target: Target, options: BenchOptions) -> dict:
+    return {
+        "schema": rec.SCHEMA, "time": _now(), "backend": runner.backend, "status": "ok", "error": None,
+        "stderr_tail": None, "device": runner.facts().to_dict(),
+        "artifact": {"name": target.name, "path": str(target.path), "sha256": target.sha256, "size": target.size,
+                     "manifest": str(target.manifest_dir) if target.manifest_dir else None},
+        "options": options.record_dict(), "latency_ms": None, "memory_mb": None,
+        "thermal": {"before": None, "after": None}, "drift": None, "notes": [],
+    }
+
+
+def run_one(runner, target: Target, options: BenchOptions, drift_source: str = "synthetic") -> dict:
+    """Benchmark (and optionally measure drift of) one target; return its record.
+
+    A crashing binary gives a record with status "failed"; transport failures
+    (device lost, timeout, storage full) raise.
+    """
+    r = _record(runner, target, options)
+    r["thermal"]["before"] = runner.thermal().to_dict()
+    try:
+        handle = runner.prepare(target.path, target.sha256)
+        m = runner.benchmark(handle)
+        r["latency_ms"], r["memory_mb"], r["notes"] = m.latency, m.memory, m.notes
+        if options.drift:
+            r["drift"] = measure_drift(runner, handle, target, options, drift_source)
+    except BinaryCrashError as exc:
+        r.update(status="failed", error=str(exc), stderr_tail=exc.stderr)
+    r["thermal"]["after"] = runner.thermal().to_dict()
+    return r
+
+
+def measure_drift(runner, handle, target: Target, options: BenchOptions, source: str) -> dict:
+    """Drift of ``target`` on ``runner`` against the host fp32 reference."""
+    if target.manifest_dir is None:
+        raise InputError(f"--drift needs the artifact folder's manifest.json; {target.path} has none "
+                         "(third-party models can be benchmarked, but not compared)")
+    from .drift import plan_drift
+
+    plan = plan_drift(target.manifest_dir, target.entry, options.drift_samples, source)
+    inputs, outputs = tflite_io(target.path)
+    outs = runner.outputs(handle, inputs, outputs, plan.samples(inputs))
+    return plan.evaluate(outs, outputs)
+
+
+def run_device(runner, targets: list[Target], options: BenchOptions, results: Path | None,
+               done: set, drift_source: str = "synthetic", position: int = 0) -> tuple[list, int]:
+    """All targets on one device, one at a time. Returns (records, skipped)."""
+    from tqdm import tqdm
+
+    out, skipped = [], 0
+    try:
+        runner.setup()
+        serial = runner.facts().serial
+        for target in tqdm(targets, desc=f"bench {serial}", position=position, leave=False, unit="model",
+                           disable=None):
+            key = (serial, target.sha256, _options_key(options))
+            if key in done:
+                skipped += 1
+                continue
+            r = run_one(runner, target, options, drift_source)
+            if results is not None:
+                rec.append_record(results, r)
+            out.append(r)
+    finally:
+        try:
+            runner.close()
+        except FacelmError as exc:  # cleanup on a lost device
+            log.warning("cleanup failed: %s", exc)
+    return out, skipped
+
+
+def _options_key(options: BenchOptions) -> str:
+    import json
+
+    return json.dumps(options.record_dict(), sort_keys=True)
+
+
+def choose_devices(adb: Adb, serials: list[str], all_devices: bool) -> list[str]:
+    """Explicit serials (each checked), all usable devices, or the single selected one."""
+    if all_devices:
+        entries = adb.devices()
+        usable = [e.serial for e in entries if e.usable]
+        if not usable:
+            raise NoDeviceError("no usable device attached" + (
+                ": " + ", ".join(f"{e.serial} ({e.state})" for e in entries) if entries else ""))
+        return usable
+    if serials:
+        return [adb.select(s) for s in dict.fromkeys(serials)]
+    return [adb.select()]
+
+
+def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str] | None = None,
+          all_devices: bool = False, local: bool | None = None, results: Path | None = DEFAULT_RESULTS,
+          resume: bool = False, json_out: Path | None = None, adb: Adb | None = None,
+          artifacts: list[str] | None = None, drift_source: str = "synthetic") -> BenchResult:
+    """Benchmark ``path`` (a .tflite or an artifact folder) on devices or locally.
+
+    Args:
+        local: True forces this host; None (default) uses this host only when no
+            device is attached and none was asked for.
+        results: JSONL file every finished run is appended to (None: do not append).
+        resume: skip runs whose (serial, artifact sha256, options) are in ``results``.
+        json_out: also write this invocation's records to this file (atomically).
+    Raises:
+        DeviceError: after all devices finished, if any device failed (its finished
+            runs are kept in ``results``).
+    """
+    targets = resolve_targets(path, artifacts)
+    if options.drift:
+        plain = [t.name for t in targets if t.manifest_dir is None]
+        if plain:
+            raise InputError(f"--drift needs our manifest.json; {', '.join(plain)} has none")
+    done: set = set()
+    if resume and results is not None and Path(results).exists():
+        done = {rec.run_key(r) for r in rec.read_records(results) if r.get("status") in ("ok", "failed")}
+    result = BenchResult()
+    if local is None:
+        local = _no_device_attached(adb, serials, all_devices)
+        if local:
+            result.backend_note = "no device attached: benchmarking on this host (local backend, ai-edge-litert)"
+    if local:
+        recs, skipped = run_device(LocalTfliteRunner(options), targets, options, results, done, drift_source)
+        result.records, result.skipped = recs, skipped
+    else:
+        adb = adb or Adb(timeout_s=options.timeout_s)
+        adb.start_server()
+        devices = choose_devices(adb, serials or [], all_devices)
+        lock = threading.Lock()
+
+        def worker(i: int, serial: str) -> None:
+            try:
+                recs, skipped = run_device(BenchmarkModelRunner(adb, serial, options), targets, options, results,
+                                           done, drift_source, position=i)
+                with lock:
+                    result.records.extend(recs)
+                    result.skipped += skipped
+            except FacelmError as exc:
+                with lock:
+                    result.errors[serial] = exc
+
+        with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="bench") as pool:
+            for f in [pool.submit(worker, i, s) for i, s in enumerate(devices)]:
+                f.result()
+    if json_out is not None:
+        rec.write_records(json_out, result.records)
+    if result.errors:
+        lines = [f"{s}: {e}" for s, e in result.errors.items()]
+        hint = " Finished runs are kept; rerun with --resume to continue." if results is not None else ""
+        err = DeviceError("; ".join(lines) + hint)
+        err.result = result
+        raise err
+    return result
+
+
+def _no_device_attached(adb: Adb | None, serials, all_devices) -> bool:
+    if serials or all_devices or os.environ.get("ANDROID_SERIAL"):
+        return False
+    try:
+        a = adb or Adb(timeout_s=20)
+        return not a.devices()
+    except DeviceError as exc:  # no adb, or its server cannot start
+        log.info("adb unavailable (%s)", exc)
+        return True

@@ -1,0 +1,72 @@
+"""Options of a benchmark run. The CLI takes its defaults from here."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from sdk.errors import ConfigError
+
+DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon")
+REMOTE_WORKDIR = "/data/local/tmp/facelm"
+DEFAULT_BENCHMARK_BINARY = "/data/local/tmp/benchmark_model"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """How to benchmark one artifact on one device (or the host).
+
+    threads: interpreter threads (``--num_threads``).
+    delegate: cpu (TFLite reference kernels), xnnpack, gpu, nnapi or hexagon.
+    runs, warmup: measured and warmup inferences per invocation.
+    repeats: benchmark_model invocations per artifact; their means give the
+        median/p90/p99 on a phone (the tool itself only prints aggregates).
+    pin_big_cores: run under ``taskset <big-core mask>``.
+    fixed_performance: try ``cmd power set-fixed-performance-mode-enabled true``.
+    cooldown_s: sleep between invocations.
+    thermal_limit_c: wait until the CPU is at most this hot before each invocation
+        (None: do not wait); thermal_wait_s bounds the wait.
+    drift: also measure on-device drift against the host fp32 reference.
+    drift_samples: number of inputs pushed for drift.
+    benchmark_binary: a host file to push, or a device path already there.
+    workdir: device directory for pushed files.
+    keep: leave pushed files on the device.
+    timeout_s: timeout of each short adb call; bench_timeout_s of each benchmark.
+    """
+
+    threads: int = 4
+    delegate: str = "xnnpack"
+    runs: int = 50
+    warmup: int = 5
+    repeats: int = 3
+    pin_big_cores: bool = True
+    fixed_performance: bool = True
+    cooldown_s: float = 0.0
+    thermal_limit_c: float | None = None
+    thermal_wait_s: float = 120.0
+    drift: bool = False
+    drift_samples: int = 8
+    benchmark_binary: str = DEFAULT_BENCHMARK_BINARY
+    workdir: str = REMOTE_WORKDIR
+    keep: bool = False
+    timeout_s: float = 60.0
+    bench_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.delegate not in DELEGATES:
+            raise ConfigError(f"unknown delegate {self.delegate!r}; choose one of {', '.join(DELEGATES)}")
+        for name in ("runs", "repeats", "drift_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0 or self.threads < 1:
+            raise ConfigError("warmup must be >= 0 and threads >= 1")
+        if not self.workdir.startswith("/"):
+            raise ConfigError(f"workdir must be an absolute device path, got {self.workdir!r}")
+
+    def record_dict(self) -> dict:
+        """The options that define a measurement (what --resume matches on)."""
+        keys = ("threads", "delegate", "runs", "warmup", "repeats", "pin_big_cores", "drift", "drift_samples")
+        d = asdict(self)
+        return {k: d[k] for k in keys}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

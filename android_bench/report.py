@@ -1,0 +1,171 @@
+"""``facelm bench report RESULTS``: a Markdown or HTML table plus a latency plot (PNG).
+
+With a second results file, rows are matched on (device model, SoC, artifact
+name, backend, options) and the table adds ratios ``other / base`` of mean and
+median latency (below 1: the other run is faster).
+"""
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdk.errors import InputError
+
+from .records import read_records
+
+COLUMNS = ("device", "artifact", "backend", "delegate", "threads", "status", "mean", "median", "p90", "p99",
+           "std", "min", "init", "first", "mem_mb", "psnr_db", "nme_drift")
+
+
+@dataclass(frozen=True)
+class Row:
+    key: tuple
+    cells: dict
+
+
+def _fmt(v, digits: int = 2) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def rows_of(records: list[dict]) -> list[Row]:
+    """One table row per record (latency in ms, drift NME as a fraction)."""
+    out = []
+    for r in records:
+        d, a, o = r.get("device") or {}, r.get("artifact") or {}, r.get("options") or {}
+        lat = r.get("latency_ms") or {}
+        drift = r.get("drift") or {}
+        dev_name = " ".join(x for x in (d.get("model"), f"({d.get('soc')})" if d.get("soc") else None) if x) \
+            or d.get("serial", "?")
+        cells = {
+            "device": dev_name, "artifact": a.get("name"), "backend": r.get("backend"),
+            "delegate": o.get("delegate"), "threads": o.get("threads"), "status": r.get("status"),
+            "mean": lat.get("mean"), "median": lat.get("median"), "p90": lat.get("p90"), "p99": lat.get("p99"),
+            "std": lat.get("std"), "min": lat.get("min"), "init": lat.get("init"), "first": lat.get("first"),
+            "mem_mb": (r.get("memory_mb") or {}).get("overall"),
+            "psnr_db": drift.get("psnr_db"), "nme_drift": drift.get("drift_mean"),
+        }
+        key = (d.get("model"), d.get("soc"), a.get("name"), r.get("backend"),
+               tuple(sorted((k, str(v)) for k, v in o.items())))
+        out.append(Row(key, cells))
+    return out
+
+
+def _ratio(a, b):
+    return None if a in (None, 0) or b is None else b / a
+
+
+def table(base: list[Row], other: list[Row] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells; with ``other``, ratio columns other/base."""
+    header = list(COLUMNS)
+    body = []
+    other_by_key = {r.key: r for r in other or []}
+    if other is not None:
+        header += ["other mean", "ratio mean", "ratio median"]
+    for r in base:
+        cells = [_fmt(r.cells[c], 4 if c == "nme_drift" else 2) for c in COLUMNS]
+        if other is not None:
+            o = other_by_key.get(r.key)
+            om, omed = (o.cells["mean"], o.cells["median"]) if o else (None, None)
+            cells += [_fmt(om), _fmt(_ratio(r.cells["mean"], om), 3), _fmt(_ratio(r.cells["median"], omed), 3)]
+        body.append(cells)
+    return header, body
+
+
+def markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def html_table(header: list[str], body: list[list[str]], title: str, plot: str | None) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    img = f'<p><img src="{html.escape(plot)}" alt="latency plot"></p>' if plot else ""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>td,th{padding:2px 8px;border:1px solid #ccc;font-family:monospace}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1><table><tr>{th}</tr>{trs}</table>{img}</body></html>\n")
+
+
+def plot_latency(base: list[Row], path: Path, other: list[Row] | None = None) -> Path | None:
+    """Horizontal bars of mean latency (std as error bars); grouped when comparing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in base if r.cells["mean"] is not None]
+    if not ok:
+        return None
+    labels = [f"{r.cells['artifact']} · {r.cells['device']} · {r.cells['delegate']}x{r.cells['threads']}" for r in ok]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(ok) + 1.5))
+    y = list(range(len(ok)))
+    h = 0.4 if other is not None else 0.7
+    ax.barh([v - (h / 2 if other is not None else 0) for v in y], [r.cells["mean"] for r in ok], height=h,
+            xerr=[r.cells["std"] or 0 for r in ok], label="base", color="#4c72b0")
+    if other is not None:
+        by_key = {r.key: r for r in other}
+        vals = [(by_key.get(r.key).cells["mean"] if by_key.get(r.key) else None) for r in ok]
+        ax.barh([v + h / 2 for v in y], [v or 0 for v in vals], height=h, label="other", color="#dd8452")
+        ax.legend()
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("mean latency (ms)")
+    fig.tight_layout()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def report(results: Path, out_dir: Path | None = None, compare: Path | None = None, fmt: str = "md") -> dict:
+    """Write ``report.md`` (or ``.html``) and ``latency.png`` into ``out_dir``.
+
+    Returns ``{"table": path, "plot": path or None, "text": table text}``.
+    """
+    if fmt not in ("md", "html"):
+        raise InputError(f"report format must be md or html, got {fmt!r}")
+    base_recs = read_records(results)
+    if not base_recs:
+        raise InputError(f"{results} holds no records")
+    other = rows_of(read_records(compare)) if compare is not None else None
+    base = rows_of(base_recs)
+    out_dir = Path(out_dir) if out_dir is not None else Path(results).with_suffix("").parent / (Path(results).stem + "_report")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    header, body = table(base, other)
+    plot = plot_latency(base, out_dir / "latency.png", other)
+    title = f"facelm bench: {Path(results).name}" + (f" vs {Path(compare).name}" if compare else "")
+    if fmt == "md":
+        text = f"# {title}\n\nLatency in ms; memory in MB; nme_drift is a fraction of the face size.\n\n" \
+               + markdown(header, body) + (f"\n![latency](latency.png)\n" if plot else "")
+        path = out_dir / "report.md"
+    else:
+        text = html_table(header, body, title, "latency.png" if plot else None)
+        path = out_dir / "report.html"
+    _atomic_text(path, text)
+    return {"table": path, "plot": plot, "text": markdown(header, body)}

@@ -8,11 +8,11 @@ Sources (``source`` argument):
 
 - ``"synthetic"``: :func:`sdk.data.synth.generate_aligned` faces (calibration and evaluation
   use different seeds, so they are disjoint).
-- a JD-landmark folder: ``picture/NAME.jpg`` + ``landmark/NAME.jpg.txt`` (first line the count,
-  then ``x y`` per line).
-- an image folder: ``NAME.jpg|png|bmp`` with a sidecar ``NAME.txt`` / ``NAME.pts`` / ``NAME.jpg.txt``
-  holding ``x y`` lines: either 5 points (ArcFace order) or all K landmarks of the layout
-  (a leading count line and ``{ }`` of ``.pts`` files are skipped).
+- a data set that :func:`sdk.data.sources.load_records` reads: a JD-landmark folder
+  (``picture/`` + ``landmark/``), a WFLW annotation ``.txt`` or a 300W folder of ``.pts`` files.
+- an image folder: ``NAME.jpg|png|bmp`` with a sidecar ``NAME.txt`` / ``NAME.jpg.txt``
+  holding ``x y`` lines: either 5 points (ArcFace order, no ground truth then) or all K
+  landmarks of the layout (a leading count line is skipped).
 
 A folder is split deterministically: the evaluation faces are drawn first, calibration takes
 the rest, so the two never overlap.
@@ -30,7 +30,7 @@ from sdk.errors import InputError
 from sdk.layouts import Layout, get_layout
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
-SIDECAR_EXTS = (".txt", ".pts")
+SIDECAR_EXTS = (".txt",)
 DEFAULT_CALIB_SIZE = 200
 DEFAULT_EVAL_SIZE = 200
 CALIB_SEED = 1001  # synthetic data-set seeds, distinct from the training seeds (0, 1, ...)
@@ -96,15 +96,6 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(pts, dtype=np.float64)
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def _sidecar(image: Path) -> Path | None:
     for cand in [image.with_suffix(e) for e in SIDECAR_EXTS] + [image.with_name(image.name + ".txt")]:
         if cand.is_file():
@@ -113,7 +104,7 @@ def _sidecar(image: Path) -> Path | None:
 
 
 def list_annotated(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """(image, annotation) pairs of a JD folder or an annotated image folder, sorted by name.
+    """(image, sidecar) pairs of an annotated image folder, sorted by name.
 
     Raises:
         InputError: the folder is missing or holds no annotated image.
@@ -121,46 +112,69 @@ def list_annotated(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"calibration folder {root} does not exist")
-    pairs: list[tuple[Path, Path]] = []
-    if (root / "picture").is_dir() and (root / "landmark").is_dir():  # JD-landmark layout
-        for img in sorted((root / "picture").iterdir()):
-            ann = root / "landmark" / f"{img.name}.txt"
-            if img.suffix.lower() in IMAGE_EXTS and ann.is_file():
+    pairs = []
+    for img in sorted(root.iterdir()):
+        if img.suffix.lower() in IMAGE_EXTS:
+            ann = _sidecar(img)
+            if ann is not None:
                 pairs.append((img, ann))
-    else:
-        for img in sorted(root.iterdir()):
-            if img.suffix.lower() in IMAGE_EXTS:
-                ann = _sidecar(img)
-                if ann is not None:
-                    pairs.append((img, ann))
     if not pairs:
         raise InputError(
-            f"{root} holds no annotated image: expected picture/ + landmark/ (JD format) or images with "
-            f"a sidecar {'/'.join(SIDECAR_EXTS)} file of 5 or K 'x y' lines")
+            f"{root} holds no annotated image: expected a JD/WFLW/300W data set or images with a sidecar "
+            f".txt file of 5 or K 'x y' lines")
     return pairs
 
 
-def load_annotated(pairs: list[tuple[Path, Path]], input_size: int, layout: Layout, source: str) -> FaceSet:
-    """Align annotated images. Annotations hold 5 points or the layout's K landmarks."""
-    from sdk.alignment import transform_points
-    from sdk.preprocess import align_face
+@dataclass(frozen=True)
+class _Face:
+    """One face to align: image path, five points, optional ground truth (image pixels)."""
 
-    crops, lms, names = [], [], []
-    full = True
-    for img_path, ann in pairs:
+    image: Path
+    five: np.ndarray
+    landmarks: np.ndarray | None
+    name: str
+
+
+def _faces_from_folder(source: Path, layout: Layout) -> list[_Face]:
+    from sdk.data.sources import detect_format, load_records
+
+    try:
+        detect_format(source)
+        is_dataset = True
+    except InputError:
+        is_dataset = False
+    if is_dataset:
+        records, lay = load_records(source)
+        if lay.name != layout.name:
+            raise InputError(f"{source} is a {lay.name} data set; the model's layout is {layout.name}")
+        return [_Face(r.image, r.alignment_points(layout), np.asarray(r.landmarks, np.float64), r.name)
+                for r in records]
+    faces = []
+    for img, ann in list_annotated(source):
         pts = read_points(ann)
         if pts.shape[0] == layout.num_points:
-            five = layout.five_points(pts)
+            faces.append(_Face(img, layout.five_points(pts), pts, img.name))
         elif pts.shape[0] == 5:
-            five, full = pts, False
+            faces.append(_Face(img, pts, None, img.name))
         else:
             raise InputError(f"{ann}: {pts.shape[0]} points; expected 5 or {layout.num_points} ({layout.name})")
-        crop, m = align_face(_read_rgb(img_path), five, input_size)
+    return faces
+
+
+def align_faces(faces: list[_Face], input_size: int, source: str) -> FaceSet:
+    """Align faces with :func:`sdk.preprocess.align_face`; ground truth only if every face has it."""
+    from sdk.alignment import transform_points
+    from sdk.data.records import read_image
+    from sdk.preprocess import align_face
+
+    crops, lms = [], []
+    for f in faces:
+        crop, m = align_face(read_image(f.image), f.five, input_size)
         crops.append(crop)
-        lms.append(transform_points(pts, m) if pts.shape[0] == layout.num_points else None)
-        names.append(img_path.name)
-    landmarks = np.stack(lms).astype(np.float64) if full else None
-    return FaceSet(np.stack(crops), landmarks, names, source)
+        lms.append(None if f.landmarks is None else transform_points(f.landmarks, m))
+    full = all(x is not None for x in lms)
+    return FaceSet(np.stack(crops), np.stack(lms).astype(np.float64) if full else None,
+                   [f.name for f in faces], source)
 
 
 def synthetic_faces(count: int, input_size: int, seed: int) -> FaceSet:
@@ -198,12 +212,10 @@ def build_sets(
             raise InputError(f"synthetic faces are JD-106; the model's layout is {lay.name}")
         return (synthetic_faces(num_calib, input_size, CALIB_SEED),
                 synthetic_faces(num_eval, input_size, EVAL_SEED))
-    pairs = list_annotated(source)
-    if len(pairs) < 2:
-        raise InputError(f"{source}: need at least 2 annotated images (calibration + evaluation), found {len(pairs)}")
-    order = np.random.default_rng(0).permutation(len(pairs))
-    n_eval = min(num_eval, len(pairs) // 2) if len(pairs) < num_calib + num_eval else num_eval
-    eval_pairs = [pairs[i] for i in order[:n_eval]]
-    calib_pairs = [pairs[i] for i in order[n_eval:n_eval + num_calib]]
-    return (load_annotated(calib_pairs, input_size, lay, str(source)),
-            load_annotated(eval_pairs, input_size, lay, str(source)))
+    faces = _faces_from_folder(Path(source), lay)
+    if len(faces) < 2:
+        raise InputError(f"{source}: need at least 2 annotated faces (calibration + evaluation), found {len(faces)}")
+    order = np.random.default_rng(0).permutation(len(faces))
+    n_eval = min(num_eval, len(faces) // 2) if len(faces) < num_calib + num_eval else num_eval
+    return (align_faces([faces[i] for i in order[n_eval:n_eval + num_calib]], input_size, str(source)),
+            align_faces([faces[i] for i in order[:n_eval]], input_size, str(source)))

@@ -1,0 +1,369 @@
+"""End-to-end conversion of the tiny config (one onnx2tf run per session) and the chain's errors.
+
+The session fixture converts a tiny checkpoint through the CLI with an int8 drift bound no
+model can meet, so one run exercises: every TFLite variant, TVM host + Android archive, the
+manifest, the report, and the failing-gate path (exit 1, folder still written).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sdk.cli import main
+
+pytest.importorskip("onnx2tf")
+pytest.importorskip("tvm")
+
+TFLITE = ("fp32", "fp16", "dynamic_int8", "int8", "int8_io", "int16x8")
+PARITY = 1e-4
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    import torch
+
+    from sdk.model import build_model, load_config, save_checkpoint
+
+    torch.manual_seed(3)
+    cfg = load_config("tiny")
+    model = build_model(cfg).eval()
+    # BN statistics of a trained net, so heatmaps are not all ~0 (stronger parity/drift checks)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, cfg)
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("conv") / "artifacts"
+    rc = main(["convert", "--config", "tiny", "--weights", str(tiny_ckpt), "--out", str(out),
+               "--num-calib", "16", "--num-eval", "12", "--latency-runs", "2", "--int16x8",
+               "--int8-drift-max", "1e-12"])
+    return rc, out
+
+
+def test_failing_gate_exits_1_and_still_writes_everything(converted):
+    rc, out = converted
+    assert rc == 1
+    assert (out / "report.md").is_file() and (out / "manifest.json").is_file()
+    leftovers = [p.name for p in out.parent.iterdir() if p.name != out.name]
+    assert leftovers == [], f"temporary folders left behind: {leftovers}"
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["gates"]["passed"] is False
+    assert any(f.startswith("int8:") for f in m["gates"]["failures"])
+    assert not any("parity" in f for f in m["gates"]["failures"])
+    assert "FAILED" in (out / "report.md").read_text()
+
+
+def test_manifest_lists_every_artifact_and_hashes_verify(converted, tiny_ckpt):
+    from sdk.runtime import load_manifest, sha256_file
+
+    _, out = converted
+    man = load_manifest(out)  # verifies every sha256
+    assert set(man.names()) == {"onnx", *TFLITE, "tvm_host", "tvm_android"}
+    for name in TFLITE:
+        assert man.artifact(name).file == f"{name}.tflite"
+    assert man.model["weights_sha256"] == sha256_file(tiny_ckpt)
+    assert man.model["config"]["name"] == "tiny" and man.model["heatmap_size"] == [24, 24]
+    assert man.model["stride"] == 4.0
+    assert len(man.layout["flip_permutation"]) == 106
+    assert np.array_equal(np.array(man.layout["flip_permutation"])[man.layout["flip_permutation"]], np.arange(106))
+    assert man.decode["method"] == "dark"
+    for tool in ("torch", "onnx", "onnx2tf", "tensorflow", "tvm"):
+        assert man.tools[tool]
+    from sdk.preprocess import DEFAULT_NORMALIZATION
+
+    assert man.preprocess["mean"] == list(DEFAULT_NORMALIZATION.mean)
+
+
+def test_tampering_is_detected(converted, tmp_path):
+    from sdk.runtime import ManifestError, load_manifest
+
+    _, out = converted
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    p = copy / "int8.tflite"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="int8"):
+        load_manifest(copy)
+    man = load_manifest(copy, verify=False)
+    assert man.artifact_path("fp32").is_file()
+    with pytest.raises(ManifestError, match="sha256"):
+        man.artifact_path("int8")
+
+
+def test_fp32_parity_within_1e4(converted):
+    from sdk.runtime import load_manifest
+
+    man = load_manifest(converted[1])
+    for name in ("onnx", "fp32", "tvm_host"):
+        assert man.artifact(name).parity["max_abs"] <= PARITY, name
+    assert man.artifact("fp32").drift["psnr_db"] is None or man.artifact("fp32").drift["psnr_db"] > 80
+
+
+def test_tensor_specs(converted):
+    from sdk.runtime import load_manifest
+
+    man = load_manifest(converted[1])
+    for name in ("fp32", "fp16", "dynamic_int8", "int8"):
+        a = man.artifact(name)
+        assert (a.input.dtype, a.input.shape, a.input.layout) == ("float32", [1, 96, 96, 3], "NHWC")
+        assert (a.output.dtype, a.output.shape) == ("float32", [1, 24, 24, 106])
+    io = man.artifact("int8_io")
+    assert io.input.dtype == "int8" and io.output.dtype == "int8"
+    assert io.input.quantization.scale > 0 and -128 <= io.input.quantization.zero_point <= 127
+    assert io.output.quantization.scale > 0
+    onnx = man.artifact("onnx")
+    assert onnx.input.shape == [1, 3, 96, 96] and onnx.output.shape == [1, 106, 24, 24]
+
+
+def test_drift_figures(converted):
+    from sdk.runtime import load_manifest
+
+    man = load_manifest(converted[1])
+    for name in TFLITE + ("onnx", "tvm_host"):
+        d = man.artifact(name).drift
+        assert d["count"] == 12
+        assert 0 <= d["drift_mean"] <= d["drift_p95"] <= d["drift_max"] + 1e-12
+        assert len(d["top_landmarks"]) == 10
+        assert d["nme"] is not None and 0 <= d["auc"] <= 1  # synthetic faces carry ground truth
+    int8 = man.artifact("int8").drift
+    assert int8["psnr_db"] < 60  # quantized: a real, finite difference
+    assert int8["top_landmarks"][0]["drift"] >= int8["top_landmarks"][-1]["drift"]
+
+
+def test_ops_and_rank(converted):
+    from sdk.runtime import load_manifest
+
+    man = load_manifest(converted[1])
+    fp32 = man.artifact("fp32")
+    assert fp32.op_counts.get("CONV_2D", 0) > 0 and fp32.op_counts.get("TRANSPOSE_CONV", 0) == 2
+    assert fp32.max_tensor_rank <= 4  # rank-4 PixelShuffle formulation: no 6-D tensors
+    assert man.artifact("onnx").op_counts.get("ConvTranspose") == 2
+    assert man.artifact("tvm_host").op_counts.get("nn.conv2d_transpose") == 2
+
+
+def test_report_and_ced(converted):
+    _, out = converted
+    text = (out / "report.md").read_text()
+    for name in TFLITE + ("onnx", "tvm_host", "tvm_android"):
+        assert f"| {name} |" in text
+        if name != "tvm_android":
+            png = out / "ced" / f"{name}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Operators" in text and "PSNR" in text
+
+
+def test_embedded_metadata_matches_manifest(converted):
+    from sdk.runtime import load_manifest
+    from sdk.runtime.tflite import read_tflite_metadata
+
+    man = load_manifest(converted[1])
+    meta = read_tflite_metadata(man.artifact_path("int8_io"))
+    assert meta["model"]["weights_sha256"] == man.model["weights_sha256"]
+    assert meta["artifact"]["input"] == man.artifact("int8_io").input.to_dict()
+    assert meta["layout"]["flip_permutation"] == man.layout["flip_permutation"]
+
+
+def test_tflite_with_metadata_still_runs_like_onnx(converted):
+    from converters.onnx_export import onnx_heatmaps
+    from sdk.runtime.tflite import TfliteRunner
+
+    _, out = converted
+    x = np.random.default_rng(0).normal(size=(2, 3, 96, 96)).astype(np.float32)
+    ref = onnx_heatmaps(out / "model.onnx", x)
+    assert np.abs(TfliteRunner(out / "fp32.tflite").heatmaps(x) - ref).max() <= PARITY
+
+
+def test_tvm_artifacts(converted):
+    import tarfile
+
+    from converters.onnx_export import onnx_heatmaps
+    from converters.tvm import TvmRunner
+    from sdk.runtime import load_manifest
+
+    _, out = converted
+    x = np.random.default_rng(1).normal(size=(1, 3, 96, 96)).astype(np.float32)
+    assert np.abs(TvmRunner(out / "tvm" / "host.so").heatmaps(x) - onnx_heatmaps(out / "model.onnx", x)).max() <= PARITY
+    man = load_manifest(out)
+    android = man.artifact("tvm_android")
+    assert android.format == "tvm_tar" and "TVM_NDK_CC" in android.notes  # no NDK here: archive + note
+    assert android.target["mtriple"] == "aarch64-linux-android"
+    with tarfile.open(out / android.file) as tf:
+        assert any(m.name.endswith(".o") for m in tf.getmembers())
+
+
+# ---------------------------------------------------------------------- Landmarker
+def _face(seed: int = 7):
+    from sdk.data.synth import sample
+    from sdk.layouts import JD106
+
+    image, lms = sample(seed, 0)
+    return image, JD106.five_points(lms)
+
+
+def test_landmarker_matches_torch_to_sub_pixel(converted, tiny_ckpt):
+    import torch
+
+    from converters.pipeline import decode_landmarks
+    from sdk.alignment import invert_affine, transform_points
+    from sdk.model import load_checkpoint
+    from sdk.preprocess import preprocess_face
+    from sdk.runtime import Landmarker
+
+    _, out = converted
+    image, five = _face()
+    with Landmarker.create_from_model_path(out, artifact="fp32") as lm:
+        res = lm.detect(image, five)
+    model, cfg, _ = load_checkpoint(tiny_ckpt)
+    x, m = preprocess_face(image, five, cfg.input_size)
+    with torch.no_grad():
+        hm = model(torch.from_numpy(x[None])).numpy()
+    ref = transform_points(decode_landmarks(hm, "nchw", cfg.stride)[0], invert_affine(m))
+    assert res.landmarks.shape == (106, 2)
+    assert np.abs(res.landmarks - ref).max() < 0.01  # pixels in the original image
+
+
+def test_landmarker_int8_io_from_lone_tflite_uses_embedded_metadata(converted, tmp_path):
+    from sdk.runtime import Landmarker, LandmarkerOptions
+
+    _, out = converted
+    image, five = _face(8)
+    with Landmarker.create_from_model_path(out, artifact="int8_io") as lm:
+        a = lm.detect(image, five)
+    lone = tmp_path / "m.tflite"
+    shutil.copyfile(out / "int8_io.tflite", lone)
+    with Landmarker.create_from_options(LandmarkerOptions(model_path=lone)) as lm:
+        b = lm.detect(image, five)
+    np.testing.assert_array_equal(a.landmarks, b.landmarks)
+
+
+def test_landmarker_misuse(converted, tmp_path):
+    from sdk.errors import InputError
+    from sdk.runtime import Landmarker, LandmarkerOptions, ManifestError
+
+    _, out = converted
+    with pytest.raises(InputError, match="create_from"):
+        Landmarker(LandmarkerOptions(model_path=out))
+    lm = Landmarker.create_from_model_path(out)
+    lm.close()
+    with pytest.raises(InputError, match="closed"):
+        lm.detect(*_face())
+    with pytest.raises(InputError, match="tvm_tar"):
+        Landmarker.create_from_model_path(out, artifact="tvm_android")
+    copy = tmp_path / "c"
+    shutil.copytree(out, copy)
+    (copy / "int8.tflite").write_bytes((copy / "int8.tflite").read_bytes() + b"x")
+    with pytest.raises(ManifestError):
+        Landmarker.create_from_model_path(copy / "int8.tflite")
+
+
+# --------------------------------------------------------------------------- errors
+def test_existing_output_refused_without_force(converted, capsys):
+    _, out = converted
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["convert", "--config", "tiny", "--random-init", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_publish_replaces_only_when_complete(tmp_path):
+    from converters.pipeline import _prepare_out, _publish
+    from sdk.errors import InputError
+
+    out = tmp_path / "a"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(InputError):
+        _prepare_out(out, force=False)
+    tmp = _prepare_out(out, force=True)
+    (tmp / "new.txt").write_text("new")
+    assert (out / "old.txt").is_file()  # untouched until publish
+    _publish(tmp, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+
+
+def test_missing_weights(tmp_path, capsys):
+    assert main(["convert", "--weights", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_mismatched_weights(tiny_ckpt, tmp_path, capsys):
+    assert main(["convert", "--config", "mnv2_1.0_sdd128", "--weights", str(tiny_ckpt),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "do not match" in err and "width" in err
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temp folder left
+
+
+def test_random_init_needs_explicit_config(tmp_path, capsys):
+    assert main(["convert", "--random-init", "--out", str(tmp_path / "o")]) == 2
+    assert "random_init" in capsys.readouterr().err
+
+
+def test_bad_targets(tmp_path, capsys):
+    assert main(["convert", "--targets", "tflite,coreml", "--out", str(tmp_path / "o")]) == 2
+    assert "coreml" in capsys.readouterr().err
+
+
+def _onnx_with(op_type: str, path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    relu = helper.make_node("Relu", ["input"], ["r"], name="relu0")
+    odd = helper.make_node(op_type, ["r"], ["heatmaps"], name="the_odd_node", domain="")
+    g = helper.make_graph([relu, odd], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_unconvertible_op_names_op_and_node(tmp_path):
+    from converters.tflite import check_onnx2tf_ops, explain_onnx2tf_failure
+    from sdk.errors import ConversionError
+
+    with pytest.raises(ConversionError, match=r"'FancyOp'.*'the_odd_node'"):
+        check_onnx2tf_ops(_onnx_with("FancyOp", tmp_path / "a.onnx"))
+    check_onnx2tf_ops(_onnx_with("Sigmoid", tmp_path / "b.onnx"))  # supported: no error
+    log = ("\x1b[31mERROR:\x1b[0m The trace log is below.\nValueError: Cannot reshape a tensor\n"
+           "\x1b[31mERROR:\x1b[0m onnx_op_name: the_odd_node\n")
+    msg = explain_onnx2tf_failure(log, tmp_path / "b.onnx")
+    assert "'Sigmoid'" in msg and "'the_odd_node'" in msg and "Cannot reshape" in msg
+
+
+def test_tvm_missing_is_a_clear_error(monkeypatch):
+    import builtins
+
+    from converters import tvm as tv
+    from sdk.errors import ConversionError
+
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "tvm" or name.startswith("tvm."):
+            raise ImportError("No module named 'tvm'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ConversionError, match=r"TVM is not installed.*\[tvm\]"):
+        tv.import_tvm()
+
+
+def test_bad_ndk_compiler(converted, tmp_path, monkeypatch):
+    from converters.tvm import compile_android
+    from sdk.errors import ConversionError
+
+    monkeypatch.setenv("TVM_NDK_CC", str(tmp_path / "no-such-clang"))
+    with pytest.raises(ConversionError, match="TVM_NDK_CC"):
+        compile_android(converted[1] / "model.onnx", tmp_path / "tvm", (1, 3, 96, 96))

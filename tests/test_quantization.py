@@ -1,0 +1,145 @@
+"""Calibration sets (one preprocessing path, disjoint splits, sources) and drift maths/gates."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from quantization.calibration import build_sets, read_points
+from quantization.drift import GateConfig, check_gates, drift_report, most_drifting, psnr
+from sdk.errors import InputError
+from sdk.layouts import JD106
+
+
+# ------------------------------------------------------------------------------- PSNR
+def test_psnr_matches_ai_hub_formula_exactly():
+    ref = np.zeros((1, 2, 4, 4))
+    ref[0, 0, 1, 1] = 2.0  # max|ref| = 2
+    test = ref.copy()
+    test[0, 1, 2, 2] = 0.5  # one error of 0.5 among 32 values: RMSE = 0.5/sqrt(32)
+    assert psnr(ref, test) == pytest.approx(20 * math.log10(2.0 / (0.5 / math.sqrt(32))), abs=1e-12)
+
+
+def test_psnr_identical_is_inf_and_shape_mismatch_raises():
+    a = np.ones((2, 3))
+    assert psnr(a, a) == float("inf")
+    with pytest.raises(InputError):
+        psnr(a, np.ones((3, 2)))
+
+
+# ------------------------------------------------------------------------------ drift
+def _gt(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(20, 80, size=(n, 106, 2))
+
+
+def test_drift_report_known_shift():
+    ref = _gt()
+    norm = JD106.normalizer(ref)
+    test = ref.copy()
+    test[:, 17, 0] += 2.0  # only landmark 17 moves, by 2 px
+    hm = np.random.default_rng(1).random((4, 106, 8, 8))
+    rep, own = drift_report(hm, hm, ref, test, JD106, gt_landmarks=ref)
+    expected = 2.0 / norm / 106  # per-image NME
+    assert rep.drift_mean == pytest.approx(expected.mean(), rel=1e-12)
+    assert rep.drift_max == pytest.approx(expected.max(), rel=1e-12)
+    assert rep.top_landmarks[0]["index"] == 17 and rep.top_landmarks[0]["region"] == "contour"
+    assert rep.top_landmarks[1]["drift"] == 0.0
+    assert rep.psnr_db == float("inf") and rep.to_dict()["psnr_db"] is None
+    np.testing.assert_allclose(own, expected, rtol=1e-12)
+    assert rep.auc is not None and rep.fr == 0.0
+
+
+def test_most_drifting_order():
+    per = np.zeros(106)
+    per[[5, 90, 3]] = [0.3, 0.2, 0.1]
+    top = most_drifting(per, JD106, k=3)
+    assert [t["index"] for t in top] == [5, 90, 3]
+    assert top[1]["region"] == "outer_mouth"
+
+
+def test_gates():
+    g = GateConfig()
+    assert check_gates({"onnx": 5e-5, "fp32": 1e-7, "tvm_host": 0.0}, {"int8": 0.0019, "int8_io": 0.001}, g) == []
+    fails = check_gates({"onnx": 2e-4, "fp16": 1.0}, {"int8": 0.003, "fp16": 0.5, "int8_io": float("nan")}, g)
+    assert len(fails) == 3  # onnx parity, int8 drift, NaN int8_io drift; fp16 is not gated
+    assert fails[0].startswith("onnx:") and "int8:" in fails[1] and fails[2].startswith("int8_io")
+    assert check_gates({}, {"int8": 0.003}, GateConfig(int8_drift_mean=0.01)) == []
+
+
+# ------------------------------------------------------------------------ calibration
+def test_synthetic_sets_are_disjoint_and_in_onnx2tf_format():
+    from sdk.preprocess import normalize
+
+    calib, ev = build_sets("synthetic", 64, "jd106", num_calib=6, num_eval=5)
+    assert len(calib) == 6 and len(ev) == 5
+    x = calib.unit_nhwc()
+    assert x.shape == (6, 64, 64, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert ev.landmarks.shape == (5, 106, 2)
+    assert not set(calib.names) & set(ev.names)
+    assert not any(np.array_equal(a, b) for a in calib.crops for b in ev.crops)
+    np.testing.assert_array_equal(calib.inputs(), normalize(calib.crops).transpose(0, 3, 1, 2))
+
+
+def test_inputs_equal_preprocess_face(tmp_path):
+    """The calibration path and the runtime path give bit-identical network inputs."""
+    from sdk.data.synth import sample
+    from sdk.preprocess import preprocess_face
+
+    for i in range(2):
+        img, lms = sample(11, i)
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        np.savetxt(tmp_path / f"f{i}.txt", lms)
+    calib, ev = build_sets(tmp_path, 64, "jd106", num_calib=5, num_eval=5)
+    assert len(calib) == 1 and len(ev) == 1  # two images: split in half, disjoint
+    name = calib.names[0]
+    img, lms = sample(11, int(name[1]))
+    x, m = preprocess_face(img, JD106.five_points(lms), 64)
+    np.testing.assert_array_equal(calib.inputs()[0], x)
+    from sdk.alignment import transform_points
+
+    np.testing.assert_allclose(calib.landmarks[0], transform_points(lms.astype(np.float64), m), atol=1e-4)
+
+
+def test_five_point_sidecars_give_no_ground_truth(tmp_path):
+    from sdk.data.synth import sample
+
+    for i in range(4):
+        img, lms = sample(12, i)
+        cv2.imwrite(str(tmp_path / f"f{i}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        (tmp_path / f"f{i}.txt").write_text("\n".join(f"{x} {y}" for x, y in JD106.five_points(lms)))
+    calib, ev = build_sets(tmp_path, 64, "jd106", num_calib=200, num_eval=200)
+    assert (len(calib), len(ev)) == (2, 2) and calib.landmarks is None
+
+
+def test_jd_folder_source(tmp_path):
+    from sdk.data.synth import write_jd_folder
+
+    write_jd_folder(tmp_path / "jd", 5, seed=4, size=96, progress=False)
+    calib, ev = build_sets(tmp_path / "jd", 64, "jd106", num_calib=3, num_eval=2)
+    assert (len(calib), len(ev)) == (3, 2) and ev.landmarks.shape == (2, 106, 2)
+    assert not set(calib.names) & set(ev.names)
+
+
+def test_calibration_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        build_sets(tmp_path / "missing", 64)
+    with pytest.raises(InputError, match="no annotated image"):
+        build_sets(tmp_path, 64)
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    (tmp_path / "a.txt").write_text("1 2\n3 4\n5 6\n")
+    with pytest.raises(InputError, match="3 points"):
+        build_sets(tmp_path, 64)
+    with pytest.raises(InputError, match="synthetic faces are JD-106"):
+        build_sets("synthetic", 64, "wflw98")
+    (tmp_path / "b.txt").write_text("1 2\nfoo bar\n")
+    with pytest.raises(InputError, match="line 2"):
+        read_points(tmp_path / "b.txt")
+
+
+def test_read_points_skips_jd_count_line(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("3\n1 2\n3.5 4\n5 6\n")
+    np.testing.assert_array_equal(read_points(p), [[1, 2], [3.5, 4], [5, 6]])

@@ -19,5 +19,9 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Convert the shipped demo checkpoint into ./artifacts/ (see README, "Conversion").
+demo: $(STAMP)
+	$(VENV)/bin/facelm convert
+
 clean:
 	rm -rf $(VENV) build *.egg-info artifacts

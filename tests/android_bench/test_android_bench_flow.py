@@ -1,0 +1,71 @@
+"""The whole flow through the real adb client and the virtual device."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from android_bench import records as rec
+from android_bench.bench import bench
+from android_bench.config import BenchOptions
+from android_bench.device import read_facts
+
+pytestmark = pytest.mark.timeout(120)
+
+FAST = dict(runs=5, warmup=1, repeats=2, timeout_s=20, bench_timeout_s=60, drift_samples=2)
+
+
+def test_discover_and_facts(adb, vdev):
+    entries = {e.serial: e for e in adb.devices()}
+    assert entries[vdev.serial].state == "device"
+    assert entries[vdev.serial].attrs["model"] == "POCOPHONE_F1"
+    assert adb.select(vdev.serial) == vdev.serial
+    facts = read_facts(adb, vdev.serial)
+    assert facts.model == "POCOPHONE F1" and facts.soc == "sdm845" and facts.abi == "arm64-v8a"
+    assert facts.api_level == 29
+    assert [c.max_freq_khz for c in facts.cores] == [1766400] * 4 + [2803200] * 4
+    assert facts.big_cores == (4, 5, 6, 7) and facts.big_core_mask == "f0"
+    assert facts.governors == {"schedutil": 8}
+    assert facts.thermal.cpu_max_c == pytest.approx(41.2)
+    assert facts.thermal.battery_c == pytest.approx(31.2)
+    assert facts.thermal.status == 0
+
+
+def test_bench_records_drift_and_report(adb, vdev, artifact_dir, tmp_path):
+    results = tmp_path / "results.jsonl"
+    out = tmp_path / "this_run.json"
+    opts = BenchOptions(drift=True, **FAST)
+    res = bench(artifact_dir, opts, serials=[vdev.serial], results=results, json_out=out, adb=adb)
+    assert [r["status"] for r in res.records] == ["ok", "ok"]
+    lines = rec.read_records(results)
+    assert len(lines) == 2 and rec.read_records(out) == lines
+    r = {x["artifact"]["name"]: x for x in lines}
+    fp32, dyn = r["fp32"], r["dynamic_int8"]
+    assert fp32["backend"] == "benchmark_model"
+    assert fp32["device"]["serial"] == vdev.serial and fp32["device"]["big_core_mask"] == "f0"
+    assert fp32["artifact"]["sha256"] == rec.sha256_file(artifact_dir / "fp32.tflite")
+    lat = fp32["latency_ms"]
+    assert lat["count"] == 10 and lat["basis"] == "per-invocation means"
+    assert lat["min"] <= lat["median"] <= lat["max"] and lat["init"] > 0 and lat["first"] > 0
+    assert fp32["memory_mb"]["overall"] is not None
+    assert fp32["thermal"]["before"]["cpu_max_c"] == pytest.approx(41.2)
+    # taskset pinned every run to the big cores
+    log = (vdev.root / "taskset.log").read_text().splitlines()
+    assert log and all(line.startswith("f0 ") for line in log)
+    # drift: the fp32 artifact on the "device" is the host reference itself; the
+    # dynamic-range model drifts a little.
+    assert fp32["drift"]["psnr_db"] is None and fp32["drift"]["drift_mean"] == 0.0
+    assert dyn["drift"]["psnr_db"] is not None and 15 < dyn["drift"]["psnr_db"] < 80
+    assert dyn["drift"]["samples"] == 2 and dyn["drift"]["reference"] == "fp32"
+    # pushed files were cleaned up (only the stand-in binary remains)
+    left = sorted(p.name for p in (vdev.root / "data/local/tmp").iterdir())
+    assert left == ["benchmark_model", "tvm_rpc"]
+
+    from android_bench.report import report
+
+    rep = report(results, tmp_path / "rep")
+    text = rep["table"].read_text()
+    assert "| device |" in text and "fp32" in text and "dynamic_int8" in text
+    assert rep["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+

@@ -36,9 +36,18 @@ def gaussian_maps(centres: np.ndarray, h: int, w: int, sigma: float) -> np.ndarr
     return np.exp(-(dx**2 + dy**2) / (2 * sigma**2)).astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def _numpy_backend(monkeypatch):
-    monkeypatch.setenv("FACELM_CODEC", "numpy")
+def _backends() -> list:
+    from sdk.codec import core
+
+    c = pytest.param("c", marks=pytest.mark.skipif(core._cdark is None, reason="C extension not built"))
+    return ["numpy", c]
+
+
+@pytest.fixture(autouse=True, params=_backends())
+def backend_name(request, monkeypatch) -> str:
+    """Every test here runs once per backend (FACELM_CODEC selects it)."""
+    monkeypatch.setenv("FACELM_CODEC", request.param)
+    return request.param
 
 
 @pytest.mark.parametrize("size", [48, 96])
@@ -313,8 +322,8 @@ def test_configs_round_trip_and_validate():
                                   codec.decode(m, "quarter")[0])
 
 
-def test_backend_env_var(monkeypatch):
-    assert codec.backend() == "numpy"
+def test_backend_env_var(monkeypatch, backend_name):
+    assert codec.backend() == backend_name
     monkeypatch.setenv("FACELM_CODEC", "gpu")
     with pytest.raises(ConfigError):
         codec.backend()

@@ -28,6 +28,7 @@ else:
 _BACKENDS = ("c", "numpy")
 _warned = False
 _DECODE_PARAMS = ("blur_kernel", "layout", "scale", "zero_point", "backend")
+_METHOD_CODES = {"argmax": 0, "quarter": 1, "dark": 2}  # FACELM_METHOD_* in csrc/facelm_dark.h
 
 
 def _choose(requested: str | None) -> str:
@@ -121,8 +122,12 @@ def decode(heatmaps: np.ndarray, method: str = "dark", **params: Any) -> tuple[n
     h, scale, zp = _check_heatmaps(heatmaps, nhwc, params.get("scale"), params.get("zero_point"))
     which = _choose(params.get("backend"))
     if which == "c":
-        return _cdark.decode(h, cfg.method, int(cfg.blur_kernel), nhwc,
-                             scale if scale is not None else 1.0, zp if zp is not None else 0)
+        n, k = (h.shape[0], h.shape[3]) if nhwc else h.shape[:2]
+        coords = np.empty((n, k, 2), np.float32)
+        scores = np.empty((n, k), np.float32)
+        _cdark.decode(h, coords, scores, _METHOD_CODES[cfg.method], int(cfg.blur_kernel), nhwc,
+                      1.0 if scale is None else scale, 0 if zp is None else zp)
+        return coords, scores
     return _numpy.decode(h, cfg.method, int(cfg.blur_kernel), nhwc, scale, zp)
 
 

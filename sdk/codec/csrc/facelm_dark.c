@@ -1,0 +1,466 @@
+/*
+ * facelm_dark.c: the portable C99 core of the heatmap decoder (see facelm_dark.h).
+ *
+ * Same rules, same floating-point order as sdk/codec/_numpy.py, so both give the same
+ * answer (to the last bit where libm's log agrees with numpy's):
+ *   1. invalid map (NaN/Inf anywhere, or max == min): centre coordinates, score 0;
+ *   2. peak = first maximum in raster order, score = its (dequantized) value;
+ *   3. x refinable when 1 <= px <= w-2, y likewise;
+ *   4. quarter: 0.25 * sign(v[p+1] - v[p-1]) per refinable axis;
+ *   5. dark: per-axis blur radius min(r, p-2, size-3-p) (0 when it shrank below
+ *      min(r, FACELM_MIN_SHRUNK_RADIUS)), only the 13 stencil values are blurred (x then
+ *      y, float64, taps in increasing order), L = log(max(B, 1e-10)), Newton step when
+ *      the Hessian is negative definite (1-D step when only one axis is refinable);
+ *   6. offsets clamped to +-FACELM_MAX_OFFSET.
+ * The hot loops (peak search) are written as fixed-width lane loops so that any C99
+ * compiler can vectorize them; nothing here allocates.
+ */
+#include "facelm_dark.h"
+
+#include <math.h>
+#include <string.h>
+
+#define LANES 16
+#define MAX_RADIUS ((FACELM_MAX_BLUR_KERNEL - 1) / 2)
+
+/* ------------------------------------------------------------------ kernels */
+
+void facelm_gaussian_kernel(int radius, double *out)
+{
+    int t;
+    double s, total = 0.0;
+    if (radius <= 0) {
+        out[0] = 1.0;
+        return;
+    }
+    s = 0.3 * (radius - 1) + 0.8;
+    for (t = -radius; t <= radius; t++) {
+        out[t + radius] = exp(-(double)(t * t) / (2.0 * s * s));
+    }
+    for (t = 0; t < 2 * radius + 1; t++) total += out[t];
+    for (t = 0; t < 2 * radius + 1; t++) out[t] = out[t] / total;
+}
+
+static int effective_radius(int p, int size, int r)
+{
+    int q = p - 2;
+    if (size - 3 - p < q) q = size - 3 - p;
+    if (r < q) q = r;
+    if (q < 0 || (q < r && q < FACELM_MIN_SHRUNK_RADIUS)) return 0;
+    return q;
+}
+
+size_t facelm_workspace_size(int k, int blur_kernel)
+{
+    int r = (blur_kernel - 1) / 2;
+    if (r < 0) r = 0;
+    /* kernel table (r+1 rows of 2r+1 doubles), then four k-long 4-byte arrays (NHWC) */
+    return sizeof(double) * (size_t)(r + 1) * (size_t)(2 * r + 1) + 4u * 4u * (size_t)(k > 0 ? k : 0);
+}
+
+static double clamp_offset(double o)
+{
+    if (o < -FACELM_MAX_OFFSET) return -FACELM_MAX_OFFSET;
+    if (o > FACELM_MAX_OFFSET) return FACELM_MAX_OFFSET;
+    return o;
+}
+
+static double log_floor(double v)
+{
+    return log(v > FACELM_LOG_FLOOR ? v : FACELM_LOG_FLOOR);
+}
+
+/* Newton step from the log-values at the stencil (rule 5e). */
+static void newton_step(int ax, int ay, int wide_x, int wide_y, const double *L, double *ox, double *oy)
+{
+    /* L indices: 0 c, 1 (0,-1), 2 (0,1), 3 (0,-2), 4 (0,2), 5 (-1,0), 6 (1,0), 7 (-2,0),
+       8 (2,0), 9 (-1,-1), 10 (-1,1), 11 (1,-1), 12 (1,1)   [(dy, dx)] */
+    double c = L[0], dx = 0.0, dy = 0.0, dxx = 0.0, dyy = 0.0, dxy, det, bx, by, s;
+    *ox = 0.0;
+    *oy = 0.0;
+    if (ax) {
+        dx = 0.5 * (L[2] - L[1]);
+        dxx = wide_x ? 0.25 * (L[4] - 2.0 * c + L[3]) : L[2] - 2.0 * c + L[1];
+    }
+    if (ay) {
+        dy = 0.5 * (L[6] - L[5]);
+        dyy = wide_y ? 0.25 * (L[8] - 2.0 * c + L[7]) : L[6] - 2.0 * c + L[5];
+    }
+    if (ax && ay) {
+        dxy = 0.25 * (L[12] - L[10] - L[11] + L[9]);
+        det = dxx * dyy - dxy * dxy;
+        if (dxx < 0 && det > 0) {
+            bx = -(dyy * dx - dxy * dy) / det;
+            by = -(dxx * dy - dxy * dx) / det;
+            if (isfinite(bx) && isfinite(by)) {
+                *ox = bx;
+                *oy = by;
+            }
+        }
+    } else if (ax) {
+        if (dxx < 0) {
+            s = -dx / dxx;
+            if (isfinite(s)) *ox = s;
+        }
+    } else if (ay) {
+        if (dyy < 0) {
+            s = -dy / dyy;
+            if (isfinite(s)) *oy = s;
+        }
+    }
+}
+
+/* -------------------------------------------------- per-type refinement code
+ * One keypoint: base points at its map's element (0, 0); element (y, x) is
+ * base[y * sy + x * sx]. DEQ turns a stored value into float64.
+ */
+#define DEFINE_REFINE(SUF, T, DEQ)                                                         \
+    static void refine_dark_##SUF(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w,   \
+                                  int px, int py, int R, const double *table, double scale,  \
+                                  int32_t zp, double *ox, double *oy)                        \
+    {                                                                                        \
+        int ax = px >= 1 && px <= w - 2, ay = py >= 1 && py <= h - 2;                        \
+        int wide_x = px >= 2 && px <= w - 3, wide_y = py >= 2 && py <= h - 3;                \
+        int rx = effective_radius(px, w, R), ry = effective_radius(py, h, R);                \
+        const double *wx = table + (size_t)rx * (2 * R + 1) + R; /* wx[b], b in -rx..rx */   \
+        const double *wy = table + (size_t)ry * (2 * R + 1) + R;                             \
+        double hx[5][2 * MAX_RADIUS + 5];                                                    \
+        double L[13];                                                                        \
+        int cm = wide_x ? 2 : (ax ? 1 : 0), c, j, a, b, i;                                   \
+        static const int sdy[13] = {0, 0, 0, 0, 0, -1, 1, -2, 2, -1, -1, 1, 1};              \
+        static const int sdx[13] = {0, -1, 1, -2, 2, 0, 0, 0, 0, -1, 1, -1, 1};              \
+        int need[13];                                                                        \
+        (void)scale;                                                                         \
+        (void)zp;                                                                            \
+        need[0] = 1;                                                                         \
+        need[1] = need[2] = ax;                                                              \
+        need[3] = need[4] = wide_x;                                                          \
+        need[5] = need[6] = ay;                                                              \
+        need[7] = need[8] = wide_y;                                                          \
+        need[9] = need[10] = need[11] = need[12] = ax && ay;                                 \
+        /* horizontal pass: column c needs rows py + [-d - ry, d + ry] */                    \
+        for (c = -cm; c <= cm; c++) {                                                        \
+            int d = c == 0 ? (wide_y ? 2 : (ay ? 1 : 0)) : ((c == 1 || c == -1) && ay ? 1 : 0); \
+            for (j = -d - ry; j <= d + ry; j++) {                                            \
+                const T *row = base + (ptrdiff_t)(py + j) * sy + (ptrdiff_t)(px + c) * sx;   \
+                double acc = 0.0;                                                            \
+                for (b = -rx; b <= rx; b++) acc += wx[b] * DEQ(row[(ptrdiff_t)b * sx]);      \
+                hx[c + 2][j + d + ry] = acc;                                                 \
+            }                                                                                \
+        }                                                                                    \
+        /* vertical pass at the needed stencil points */                                     \
+        for (i = 0; i < 13; i++) {                                                           \
+            int dyi = sdy[i], dxi = sdx[i];                                                  \
+            int d = dxi == 0 ? (wide_y ? 2 : (ay ? 1 : 0)) : ((dxi == 1 || dxi == -1) && ay ? 1 : 0); \
+            double acc = 0.0;                                                                \
+            if (!need[i]) {                                                                  \
+                L[i] = 0.0;                                                                  \
+                continue;                                                                    \
+            }                                                                                \
+            for (a = -ry; a <= ry; a++) acc += wy[a] * hx[dxi + 2][dyi + a + d + ry];        \
+            L[i] = log_floor(acc);                                                           \
+        }                                                                                    \
+        newton_step(ax, ay, wide_x, wide_y, L, ox, oy);                                      \
+    }                                                                                        \
+    static void refine_quarter_##SUF(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w, \
+                                     int px, int py, double scale, int32_t zp, double *ox,   \
+                                     double *oy)                                             \
+    {                                                                                        \
+        const T *p = base + (ptrdiff_t)py * sy + (ptrdiff_t)px * sx;                         \
+        double d;                                                                            \
+        (void)scale;                                                                         \
+        (void)zp;                                                                            \
+        *ox = 0.0;                                                                           \
+        *oy = 0.0;                                                                           \
+        if (px >= 1 && px <= w - 2) {                                                        \
+            d = DEQ(p[sx]) - DEQ(p[-sx]);                                                    \
+            *ox = d > 0 ? 0.25 : (d < 0 ? -0.25 : 0.0);                                      \
+        }                                                                                    \
+        if (py >= 1 && py <= h - 2) {                                                        \
+            d = DEQ(p[sy]) - DEQ(p[-sy]);                                                    \
+            *oy = d > 0 ? 0.25 : (d < 0 ? -0.25 : 0.0);                                      \
+        }                                                                                    \
+    }
+
+#define DEQ_F32(v) ((double)(v))
+#define DEQ_INT(v) ((double)((int32_t)(v) - zp) * scale)
+
+DEFINE_REFINE(f32, float, DEQ_F32)
+DEFINE_REFINE(i8, int8_t, DEQ_INT)
+DEFINE_REFINE(u8, uint8_t, DEQ_INT)
+
+/* ------------------------------------------------------------- peak search
+ * NCHW: one contiguous map of n values. Returns the first index of the maximum; sets
+ * *valid to 0 for NaN/Inf anywhere or a constant map.
+ */
+static int peak_f32(const float *x, int n, float *maxv, int *valid)
+{
+    float m[LANES], acc[LANES];
+    int32_t blk[LANES];
+    int l, i, nb = n / LANES, best = -1;
+    float M = -INFINITY, a = 0.0f;
+    for (l = 0; l < LANES; l++) {
+        m[l] = -INFINITY;
+        acc[l] = 0.0f;
+        blk[l] = 0;
+    }
+    for (i = 0; i < nb; i++) {
+        const float *p = x + (size_t)i * LANES;
+        for (l = 0; l < LANES; l++) {
+            float v = p[l];
+            int gt = v > m[l];
+            m[l] = gt ? v : m[l];
+            blk[l] = gt ? i : blk[l];
+            acc[l] += v * 0.0f; /* NaN iff some v is NaN or +-Inf */
+        }
+    }
+    for (l = 0; l < LANES; l++) {
+        a += acc[l];
+        if (m[l] > M) M = m[l];
+    }
+    for (l = 0; l < LANES; l++) {
+        int idx = blk[l] * LANES + l;
+        if (m[l] == M && (best < 0 || idx < best)) best = idx;
+    }
+    for (i = nb * LANES; i < n; i++) {
+        float v = x[i];
+        a += v * 0.0f;
+        if (v > M || best < 0) {
+            if (v > M) {
+                M = v;
+                best = i;
+            }
+        }
+    }
+    *maxv = M;
+    *valid = (a == 0.0f) && best >= 0 && isfinite(M);
+    if (*valid && best == 0) { /* a constant map has its first maximum at 0 */
+        for (i = 1; i < n && x[i] == M; i++) {
+        }
+        if (i == n) *valid = 0;
+    }
+    return best < 0 ? 0 : best;
+}
+
+#define DEFINE_PEAK_INT(SUF, T, TMIN)                                                       \
+    static int peak_##SUF(const T *x, int n, T *maxv, int *valid)                           \
+    {                                                                                       \
+        T m[LANES];                                                                         \
+        T M = TMIN;                                                                         \
+        int l, i, nb = n / LANES;                                                           \
+        const T *hit;                                                                       \
+        for (l = 0; l < LANES; l++) m[l] = TMIN;                                            \
+        for (i = 0; i < nb; i++) {                                                          \
+            const T *p = x + (size_t)i * LANES;                                             \
+            for (l = 0; l < LANES; l++) m[l] = p[l] > m[l] ? p[l] : m[l];                   \
+        }                                                                                   \
+        for (l = 0; l < LANES; l++) M = m[l] > M ? m[l] : M;                                \
+        for (i = nb * LANES; i < n; i++) M = x[i] > M ? x[i] : M;                           \
+        /* first occurrence: memchr is the fastest portable byte search */                  \
+        hit = (const T *)memchr(x, *(const unsigned char *)&M, (size_t)n);                  \
+        *maxv = M;                                                                          \
+        *valid = 1;                                                                         \
+        i = (int)(hit - x);                                                                 \
+        if (i == 0) {                                                                       \
+            int j;                                                                          \
+            for (j = 1; j < n && x[j] == M; j++) {                                          \
+            }                                                                               \
+            if (j == n) *valid = 0;                                                         \
+        }                                                                                   \
+        return i;                                                                           \
+    }
+
+DEFINE_PEAK_INT(i8, int8_t, INT8_MIN)
+DEFINE_PEAK_INT(u8, uint8_t, 0)
+
+/* NHWC: one image [hw][k]. On return m[c] is channel c's maximum, blk[c] the pixel of its
+ * first occurrence and valid[c] 0 for NaN/Inf anywhere or a constant channel. */
+static void peaks_nhwc_f32(const float *x, int hw, int k, float *m, int32_t *blk, float *acc,
+                           int32_t *valid)
+{
+    int p, c;
+    for (c = 0; c < k; c++) {
+        m[c] = -INFINITY;
+        blk[c] = -1;
+        acc[c] = 0.0f;
+    }
+    for (p = 0; p < hw; p++) {
+        const float *row = x + (size_t)p * k;
+        for (c = 0; c < k; c++) {
+            float v = row[c];
+            int gt = v > m[c];
+            m[c] = gt ? v : m[c];
+            blk[c] = gt ? p : blk[c];
+            acc[c] += v * 0.0f;
+        }
+    }
+    for (c = 0; c < k; c++) {
+        int ok = acc[c] == 0.0f && blk[c] >= 0 && isfinite(m[c]);
+        if (ok && blk[c] == 0) {
+            for (p = 1; p < hw && x[(size_t)p * k + c] == m[c]; p++) {
+            }
+            if (p == hw) ok = 0;
+        }
+        if (blk[c] < 0) blk[c] = 0;
+        valid[c] = ok;
+    }
+}
+
+#define DEFINE_PEAKS_NHWC_INT(SUF, T)                                                       \
+    static void peaks_nhwc_##SUF(const T *x, int hw, int k, T *m, int32_t *blk, float *acc, \
+                                 int32_t *valid)                                            \
+    {                                                                                       \
+        int p, c;                                                                           \
+        (void)acc;                                                                          \
+        for (c = 0; c < k; c++) {                                                           \
+            m[c] = x[c];                                                                    \
+            blk[c] = 0;                                                                     \
+        }                                                                                   \
+        for (p = 1; p < hw; p++) {                                                          \
+            const T *row = x + (size_t)p * k;                                               \
+            for (c = 0; c < k; c++) {                                                       \
+                T v = row[c];                                                               \
+                int gt = v > m[c];                                                          \
+                m[c] = gt ? v : m[c];                                                       \
+                blk[c] = gt ? p : blk[c];                                                   \
+            }                                                                               \
+        }                                                                                   \
+        for (c = 0; c < k; c++) {                                                           \
+            int ok = 1;                                                                     \
+            if (blk[c] == 0) {                                                              \
+                for (p = 1; p < hw && x[(size_t)p * k + c] == m[c]; p++) {                  \
+                }                                                                           \
+                if (p == hw) ok = 0;                                                        \
+            }                                                                               \
+            valid[c] = ok;                                                                  \
+        }                                                                                   \
+    }
+
+DEFINE_PEAKS_NHWC_INT(i8, int8_t)
+DEFINE_PEAKS_NHWC_INT(u8, uint8_t)
+
+/* ------------------------------------------------------------------ driver */
+
+static int check_args(const void *maps, int n, int k, int h, int w, const facelm_decode_params *p,
+                      const float *coords, const float *scores, const void *ws, size_t ws_bytes)
+{
+    if (!maps || !p || !coords || !scores) return FACELM_EINVAL;
+    if (n < 1 || k < 1 || h < 1 || w < 1) return FACELM_EINVAL;
+    if ((long long)h * w * k >= 2147483647LL) return FACELM_EINVAL;
+    if (p->method < FACELM_METHOD_ARGMAX || p->method > FACELM_METHOD_DARK) return FACELM_EINVAL;
+    if (p->layout != FACELM_LAYOUT_NCHW && p->layout != FACELM_LAYOUT_NHWC) return FACELM_EINVAL;
+    if (p->blur_kernel < 1 || p->blur_kernel > FACELM_MAX_BLUR_KERNEL || p->blur_kernel % 2 == 0)
+        return FACELM_EINVAL;
+    if (!ws || ws_bytes < facelm_workspace_size(k, p->blur_kernel)) return FACELM_EWORKSPACE;
+    return FACELM_OK;
+}
+
+static void build_table(int R, double *table)
+{
+    int q;
+    for (q = 0; q < (R + 1) * (2 * R + 1); q++) table[q] = 0.0;
+    for (q = 0; q <= R; q++) facelm_gaussian_kernel(q, table + (size_t)q * (2 * R + 1) + (R - q));
+}
+
+static void write_result(float *coords, float *scores, int valid, int px, int py, double ox,
+                         double oy, double peak, int h, int w)
+{
+    if (!valid) {
+        coords[0] = (float)((w - 1) / 2.0);
+        coords[1] = (float)((h - 1) / 2.0);
+        *scores = FACELM_INVALID_SCORE;
+        return;
+    }
+    coords[0] = (float)(px + clamp_offset(ox));
+    coords[1] = (float)(py + clamp_offset(oy));
+    *scores = (float)peak;
+}
+
+/* One decode function per dtype. PEAK_DEQ turns the raw maximum into the score. */
+#define DEFINE_DECODE(SUF, T, PEAK_DEQ)                                                        \
+    static int decode_##SUF(const T *maps, int n, int k, int h, int w, double scale,           \
+                            int32_t zp, const facelm_decode_params *params, float *coords,     \
+                            float *scores, void *workspace, size_t workspace_bytes)            \
+    {                                                                                          \
+        int R = (params ? params->blur_kernel - 1 : 0) / 2, rc, ni, ki, px, py, idx, valid;    \
+        double *table = (double *)workspace, ox, oy;                                           \
+        char *tail;                                                                            \
+        size_t hw = (size_t)h * (size_t)w, o;                                                  \
+        T mv;                                                                                  \
+        rc = check_args(maps, n, k, h, w, params, coords, scores, workspace, workspace_bytes); \
+        if (rc != FACELM_OK) return rc;                                                        \
+        tail = (char *)workspace + sizeof(double) * (size_t)(R + 1) * (size_t)(2 * R + 1);     \
+        if (params->method == FACELM_METHOD_DARK) build_table(R, table);                       \
+        for (ni = 0; ni < n; ni++) {                                                           \
+            int nhwc = params->layout == FACELM_LAYOUT_NHWC;                                   \
+            const T *img = maps + (size_t)ni * hw * (size_t)k;                                 \
+            T *m = (T *)tail;                                                                  \
+            int32_t *blk = (int32_t *)(tail + 4u * (size_t)k);                                 \
+            float *acc = (float *)(tail + 8u * (size_t)k);                                     \
+            int32_t *val = (int32_t *)(tail + 12u * (size_t)k);                                \
+            if (nhwc) peaks_nhwc_##SUF(img, (int)hw, k, m, blk, acc, val);                     \
+            for (ki = 0; ki < k; ki++) {                                                       \
+                const T *base;                                                                 \
+                ptrdiff_t sx, sy;                                                              \
+                if (nhwc) {                                                                    \
+                    idx = blk[ki];                                                             \
+                    mv = m[ki];                                                                \
+                    valid = val[ki];                                                           \
+                    base = img + ki;                                                           \
+                    sx = k;                                                                    \
+                    sy = (ptrdiff_t)w * k;                                                     \
+                } else {                                                                       \
+                    base = img + (size_t)ki * hw;                                              \
+                    idx = peak_##SUF(base, (int)hw, &mv, &valid);                              \
+                    sx = 1;                                                                    \
+                    sy = w;                                                                    \
+                }                                                                              \
+                px = idx % w;                                                                  \
+                py = idx / w;                                                                  \
+                ox = oy = 0.0;                                                                 \
+                if (valid && params->method == FACELM_METHOD_DARK)                             \
+                    refine_dark_##SUF(base, sx, sy, h, w, px, py, R, table, scale, zp, &ox, &oy); \
+                else if (valid && params->method == FACELM_METHOD_QUARTER)                     \
+                    refine_quarter_##SUF(base, sx, sy, h, w, px, py, scale, zp, &ox, &oy);       \
+                o = (size_t)ni * k + ki;                                                       \
+                write_result(coords + 2 * o, scores + o, valid, px, py, ox, oy, PEAK_DEQ(mv), h, w); \
+            }                                                                                  \
+        }                                                                                      \
+        return FACELM_OK;                                                                      \
+    }
+
+DEFINE_DECODE(f32, float, DEQ_F32)
+DEFINE_DECODE(i8, int8_t, DEQ_INT)
+DEFINE_DECODE(u8, uint8_t, DEQ_INT)
+
+static int check_quant(double scale)
+{
+    return isfinite(scale) && scale > 0.0;
+}
+
+int facelm_decode_f32(const float *maps, int n, int k, int h, int w,
+                      const facelm_decode_params *params,
+                      float *coords, float *scores, void *workspace, size_t workspace_bytes)
+{
+    return decode_f32(maps, n, k, h, w, 1.0, 0, params, coords, scores, workspace, workspace_bytes);
+}
+
+int facelm_decode_i8(const int8_t *maps, int n, int k, int h, int w,
+                     double scale, int32_t zero_point,
+                     const facelm_decode_params *params,
+                     float *coords, float *scores, void *workspace, size_t workspace_bytes)
+{
+    if (!check_quant(scale) || zero_point < -128 || zero_point > 127) return FACELM_EINVAL;
+    return decode_i8(maps, n, k, h, w, scale, zero_point, params, coords, scores, workspace,
+                     workspace_bytes);
+}
+
+int facelm_decode_u8(const uint8_t *maps, int n, int k, int h, int w,
+                     double scale, int32_t zero_point,
+                     const facelm_decode_params *params,
+                     float *coords, float *scores, void *workspace, size_t workspace_bytes)
+{
+    if (!check_quant(scale) || zero_point < 0 || zero_point > 255) return FACELM_EINVAL;
+    return decode_u8(maps, n, k, h, w, scale, zero_point, params, coords, scores, workspace,
+                     workspace_bytes);
+}

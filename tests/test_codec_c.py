@@ -1,0 +1,190 @@
+"""The C twin of the decoder: the CPython extension and the portable core agree with numpy.
+
+Agreement is required to 1e-4 px (the issue); in practice the two are bit-identical because
+they share the floating-point order (only libm's log could differ by an ulp).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sdk.codec as codec
+from sdk.codec import core
+from test_codec import bad_maps, gaussian_maps
+
+ROOT = Path(__file__).resolve().parents[1]
+CSRC = ROOT / "sdk" / "codec" / "csrc"
+AGREE_TOL = 1e-4  # px
+
+needs_ext = pytest.mark.skipif(core._cdark is None, reason="C extension not built (no compiler at install)")
+
+
+def adversarial_float_maps(rng: np.random.Generator) -> np.ndarray:
+    """(2, 40, 20, 24) float32: border peaks, plateaus, flat/zero/constant, singular, NaN/Inf."""
+    h, w = 20, 24
+    m = rng.normal(0, 1, (2, 40, h, w)).astype(np.float32)
+    border = [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (0, 7), (h - 1, 9), (5, 0), (6, w - 1),
+              (1, 1), (1, w - 2), (h - 2, 1), (2, 2), (h - 3, w - 3), (3, 4), (4, 3), (h - 4, w - 5)]
+    for i, (y, x) in enumerate(border):
+        m[:, i] = gaussian_maps(np.array([[[x + 0.3, y - 0.2]]]), h, w, 1.5)[0, 0]
+    m[:, 16] = 0.0
+    m[:, 17] = 3.0
+    m[:, 18] = -2.0
+    m[:, 19] = np.nan
+    m[:, 20, 4, 4] = np.inf
+    m[:, 21, 9, 9] = -np.inf
+    m[:, 22] = 1.0
+    m[:, 22, 10, 12] = 2.0  # a spike on a plateau: blurred log-Hessian has equal parts
+    m[:, 23] = -1.0
+    m[:, 23, 10, 12] = -0.5  # all below the log floor: H = 0
+    m[:, 24] = np.exp(-((np.arange(w) - 11.4) ** 2) / 6.0)[None, :]  # ridge: constant along y
+    m[:, 25] = np.exp(-((np.arange(h) - 8.6) ** 2) / 6.0)[:, None]  # ridge: constant along x
+    m[:, 26, 10:13, 10:13] = 50.0  # 3x3 plateau peak
+    xx, yy = np.meshgrid(np.arange(w), np.arange(h))
+    m[:, 27] = np.exp(-(((xx - 12.2) - (yy - 9.7)) ** 2) / 4.0 - ((xx - 12.2) + (yy - 9.7)) ** 2 / 400.0)  # tilted ridge
+    m[:, 28] = (xx - 12) ** 2 - (yy - 10) ** 2 + 100.0  # saddle
+    m[:, 29] = 1e-12
+    m[:, 29, 10, 10] = 2e-12  # tiny positive values, below the log floor
+    m[:, 30] = np.float32(3.4e38)
+    m[:, 30, 5, 5] = np.inf
+    m[:, 31] = np.finfo(np.float32).max
+    m[:, 31, 0, 0] = 0  # huge but finite, peak at index 1
+    m[1, 32:] = np.nan
+    m[0, 33, 3, 3] = np.nan  # one NaN far from a normal peak
+    return m
+
+
+def both(maps, method, **kw):
+    return codec.decode(maps, method, backend="c", **kw), codec.decode(maps, method, backend="numpy", **kw)
+
+
+def assert_agree(a, b):
+    (ca, sa), (cb, sb) = a, b
+    assert np.all(np.isfinite(ca)) and np.all(np.isfinite(sa))
+    np.testing.assert_allclose(ca, cb, atol=AGREE_TOL, rtol=0)
+    np.testing.assert_allclose(sa, sb, rtol=1e-6, atol=0)
+
+
+@needs_ext
+@pytest.mark.parametrize("method", codec.METHODS)
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("blur_kernel", [1, 5, 11, 17])
+def test_c_matches_numpy_on_random_maps(method, layout, blur_kernel):
+    rng = np.random.default_rng(blur_kernel)
+    centres = rng.uniform(-1, 48, (2, 106, 2))
+    maps = (gaussian_maps(centres, 48, 40, 2.0) + rng.normal(0, 0.1, (2, 106, 48, 40))).astype(np.float32)
+    if layout == "nhwc":
+        maps = np.ascontiguousarray(maps.transpose(0, 2, 3, 1))
+    assert_agree(*both(maps, method, layout=layout, blur_kernel=blur_kernel))
+
+
+@needs_ext
+@pytest.mark.parametrize("method", codec.METHODS)
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_c_matches_numpy_on_adversarial_maps(method, layout):
+    maps = adversarial_float_maps(np.random.default_rng(0))
+    bad, _ = bad_maps()
+    for m in (maps, bad):
+        if layout == "nhwc":
+            m = np.ascontiguousarray(m.transpose(0, 2, 3, 1))
+        for k in (1, 3, 11):
+            assert_agree(*both(m, method, layout=layout, blur_kernel=k))
+    (c, s), _ = both(maps, method)
+    np.testing.assert_array_equal(s[1, 32:], 0.0)
+    np.testing.assert_array_equal(s[:, 16:22], 0.0)
+
+
+@needs_ext
+@pytest.mark.parametrize("method", codec.METHODS)
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_c_matches_numpy_on_quantized_maps(method, layout):
+    rng = np.random.default_rng(1)
+    q = rng.integers(-128, 128, (2, 30, 17, 23)).astype(np.int8)
+    q[:, :10] = -128
+    q[:, 10:20] = rng.integers(-128, -100, (2, 10, 17, 23))
+    for i, (y, x) in enumerate([(0, 0), (16, 22), (8, 11), (1, 21), (15, 2), (2, 2), (5, 9), (9, 5)]):
+        q[:, 10 + i, y, x] = 127
+    q[:, 20] = 127  # saturated: constant
+    q[:, 21, 3:9, 4:12] = 127  # saturated plateau
+    q[:, 22] = 0
+    q[:, 22, 0, 0] = -1  # all but one equal: first max at index 1
+    if layout == "nhwc":
+        q = np.ascontiguousarray(q.transpose(0, 2, 3, 1))
+    for zp, scale in ((-128, 0.004), (0, 1.0), (127, 1e-3)):
+        assert_agree(*both(q, method, layout=layout, scale=scale, zero_point=zp))
+        u = (q.astype(np.int16) + 128).astype(np.uint8)
+        assert_agree(*both(u, method, layout=layout, scale=scale, zero_point=zp + 128))
+
+
+@needs_ext
+def test_c_extension_rejects_bad_buffers():
+    from sdk.codec import _cdark
+
+    m = np.zeros((1, 2, 4, 4), np.float32)
+    with pytest.raises(ValueError):
+        _cdark.decode(m, np.empty((1, 2, 3), np.float32), np.empty((1, 2), np.float32), 2, 11, False, 1.0, 0)
+    with pytest.raises(TypeError):
+        _cdark.decode(m.astype(np.float64), np.empty((1, 2, 2), np.float32), np.empty((1, 2), np.float32),
+                      2, 11, False, 1.0, 0)
+    with pytest.raises(ValueError):  # even kernel: the core's own argument check
+        _cdark.decode(m, np.empty((1, 2, 2), np.float32), np.empty((1, 2), np.float32), 2, 4, False, 1.0, 0)
+
+
+def _run_driver(exe: Path, maps: np.ndarray, method: int, blur_kernel: int, nhwc: bool,
+                scale: float = 1.0, zero_point: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    dtype_code = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.uint8): 2}[maps.dtype]
+    if nhwc:
+        n, h, w, k = maps.shape
+    else:
+        n, k, h, w = maps.shape
+    hdr = np.array([dtype_code, int(nhwc), method, blur_kernel, n, k, h, w], np.int32).tobytes()
+    payload = hdr + np.float64(scale).tobytes() + np.int32(zero_point).tobytes() + maps.tobytes()
+    out = subprocess.run([str(exe)], input=payload, capture_output=True, timeout=60, check=True).stdout
+    vals = np.frombuffer(out, np.float32)
+    return vals[: n * k * 2].reshape(n, k, 2), vals[n * k * 2:].reshape(n, k)
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no system C compiler")
+    exe = tmp_path_factory.mktemp("cdriver") / "facelm_dark_driver"
+    cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", f"-I{CSRC}",
+           str(ROOT / "tests" / "c" / "facelm_dark_driver.c"), str(CSRC / "facelm_dark.c"), "-o", str(exe), "-lm"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    return exe
+
+
+@pytest.mark.parametrize("method", codec.METHODS)
+def test_portable_core_alone_matches_numpy(driver, method):
+    """The core compiled without Python (as an app would, via the NDK) gives numpy's answer."""
+    mcode = {"argmax": 0, "quarter": 1, "dark": 2}[method]
+    rng = np.random.default_rng(9)
+    centres = rng.uniform(-1, 48, (2, 106, 2))
+    maps = (gaussian_maps(centres, 48, 48, 2.0) + rng.normal(0, 0.05, (2, 106, 48, 48))).astype(np.float32)
+    cases = [(maps, False, {}), (np.ascontiguousarray(maps.transpose(0, 2, 3, 1)), True, {}),
+             (adversarial_float_maps(rng), False, {})]
+    q = np.clip(np.round(maps * 120) - 100, -128, 127).astype(np.int8)
+    cases.append((q, False, {"scale": 1 / 120, "zero_point": -100}))
+    cases.append(((q.astype(np.int16) + 128).astype(np.uint8), False, {"scale": 1 / 120, "zero_point": 28}))
+    for m, nhwc, quant in cases:
+        c, s = _run_driver(driver, m, mcode, 11, nhwc, quant.get("scale", 1.0), quant.get("zero_point", 0))
+        rc, rs = codec.decode(m, method, layout="nhwc" if nhwc else "nchw", backend="numpy", **quant)
+        np.testing.assert_allclose(c, rc, atol=AGREE_TOL, rtol=0)
+        np.testing.assert_allclose(s, rs, rtol=1e-6)
+
+
+def test_portable_core_rejects_bad_arguments(driver):
+    m = np.zeros((1, 1, 4, 4), np.float32)
+    with pytest.raises(subprocess.CalledProcessError) as exc:
+        _run_driver(driver, m, 2, 4, False)  # even blur kernel
+    assert exc.value.returncode == 101
+    with pytest.raises(subprocess.CalledProcessError):
+        _run_driver(driver, m.astype(np.int8), 2, 11, False, scale=0.0)
+    with pytest.raises(subprocess.CalledProcessError):
+        _run_driver(driver, m, 7, 11, False)  # unknown method

@@ -239,9 +239,9 @@ class Adb:
         """All attached devices, whatever their state (starts the server if needed)."""
         return parse_devices(self.run(["devices", "-l"]).stdout)
 
-    def connect(self, address: str) -> str:
+    def connect(self, address: str, timeout_s: float | None = None) -> str:
         """``adb connect HOST:PORT``; return the serial. Raises on failure or no authorisation."""
-        out = self.run(["connect", address]).stdout.strip()
+        out = self.run(["connect", address], timeout_s=timeout_s).stdout.strip()
         if out.startswith(("connected to", "already connected to")):
             return address
         if "failed to authenticate" in out:

@@ -42,8 +42,8 @@ def test_unauthorized(adb, vdev_factory):
 
 def test_offline(adb, vdev_factory):
     vd = vdev_factory(Faults(offline=True), connect=False)
-    with pytest.raises(DeviceError):
-        adb.connect(vd.serial)
+    with pytest.raises(DeviceError):  # adb waits for a handshake that never comes
+        adb.connect(vd.serial, timeout_s=1.5)
     assert _wait_state(adb, vd.serial, "offline") == "offline"
     with pytest.raises(DeviceOfflineError, match="offline"):
         adb.select(vd.serial)

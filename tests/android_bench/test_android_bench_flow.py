@@ -69,3 +69,37 @@ def test_bench_records_drift_and_report(adb, vdev, artifact_dir, tmp_path):
     assert "| device |" in text and "fp32" in text and "dynamic_int8" in text
     assert rep["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+
+def test_thermal_wait_and_cooldown(adb, vdev, models):
+    from android_bench.runners import BenchmarkModelRunner
+
+    zone = vdev.root / "sys/class/thermal/thermal_zone1/temp"
+    zone.write_text("52000\n")  # cpu-1-0-usr at 52 C: too hot for a 45 C limit
+    slept = []
+
+    def fake_sleep(s):
+        slept.append(s)
+        zone.write_text("39000\n")  # the phone cools while we wait
+
+    opts = BenchOptions(runs=2, warmup=0, repeats=2, thermal_limit_c=45, thermal_wait_s=60, cooldown_s=7,
+                        timeout_s=20)
+    runner = BenchmarkModelRunner(adb, vdev.serial, opts, sleep=fake_sleep)
+    try:
+        runner.setup()
+        m = runner.benchmark(runner.prepare(models["fp32"]))
+    finally:
+        runner.close()
+    assert slept == [5.0, 7]  # one thermal poll, then the cool-down between the two invocations
+    assert any("thermal waits" in n for n in m.notes)
+    assert m.latency["count"] == 4
+
+
+def test_wait_cool_gives_up():
+    from android_bench.device import Thermal, wait_cool
+
+    slept = []
+    snap, waited = wait_cool(lambda: Thermal(cpu_max_c=80.0), 45.0, 12.0, poll_s=5.0, sleep=slept.append)
+    assert waited == 12.0 and slept == [5.0, 5.0, 2.0] and snap.cpu_max_c == 80.0
+    snap, waited = wait_cool(lambda: Thermal(battery_c=30.0), 45.0, 12.0, sleep=slept.append)
+    assert waited == 0.0

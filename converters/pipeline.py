@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from sdk import __version__
-from sdk.errors import ConfigError, ConversionError, FacelmError, InputError
+from sdk.errors import ConfigError, ConversionError, InputError
 from sdk.runtime.manifest import ArtifactEntry, Manifest, TensorSpec, artifact_entry_for, sha256_file, write_manifest
 
 from quantization.drift import GateConfig
@@ -99,14 +99,6 @@ class ConvertResult:
     @property
     def passed(self) -> bool:
         return not self.gate_failures
-
-
-class GateError(ConversionError):
-    """A parity or drift gate failed; the output folder and its report were still written."""
-
-    def __init__(self, result: ConvertResult) -> None:
-        self.result = result
-        super().__init__("; ".join(result.gate_failures) + f" (report: {result.out / 'report.md'})")
 
 
 # ---------------------------------------------------------------------------- stages
@@ -442,7 +434,7 @@ def _tflite_stage(cfg, onnx_path, calib, x_eval, tmp, common, layout, stride, de
                   parity, latency) -> list[ArtifactEntry]:
     from converters.tflite import VARIANTS, count_ops, embed_metadata, run_onnx2tf
     from sdk.preprocess import DEFAULT_NORMALIZATION
-    from sdk.runtime.tflite import TfliteRunner
+    from sdk.runtime.tflite import TfliteRunner, dequantize
     from tqdm import tqdm
 
     entries = []
@@ -466,8 +458,6 @@ def _tflite_stage(cfg, onnx_path, calib, x_eval, tmp, common, layout, stride, de
             runner = TfliteRunner(dst, num_threads=1)  # evaluate the file as shipped
             raw = runner.run_raw(x_eval)
             q = runner.output_spec.quantization
-            from sdk.runtime.tflite import dequantize
-
             hm = dequantize(raw, q).transpose(0, 3, 1, 2)
             # int8 outputs are decoded directly on the integers (the phone's path)
             lms = decode_landmarks(raw, "nhwc", stride, quant=q, decode_cfg=decode_cfg) if q is not None \

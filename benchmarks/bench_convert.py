@@ -1,0 +1,158 @@
+"""Speed and size of every artifact of one model, single thread, in one run (medians).
+
+Runs in one process, one after the other: PyTorch, onnxruntime, each TFLite artifact with
+ai-edge-litert (XNNPACK, the default CPU delegate), and TVM host libraries (untuned and,
+with ``--tvm-trials``, MetaSchedule-tuned at each budget). Then checks the issue's goals:
+
+- ``int8.tflite`` latency <= fp32 latency / 3, and size <= fp32 size / 3.5;
+- TVM (best budget) within 1.5x of fp32 TFLite.
+
+Usage::
+
+    # the paper's final config, freshly initialised weights (speed does not depend on them)
+    python benchmarks/bench_convert.py --config final --random-init --runs 50
+    # an existing artifact folder (from `facelm convert`)
+    python benchmarks/bench_convert.py --artifacts artifacts
+    # with tuning budgets (slow: ~30 min per 1000 trials on one core)
+    python benchmarks/bench_convert.py --config final --random-init --tvm-trials 200,1000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def median_ms(fn, x, runs: int, warmup: int) -> float:
+    """Median wall time of ``fn(x)`` in milliseconds over ``runs`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn(x)
+    t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn(x)
+        t.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(t)
+
+
+def convert_for_bench(args, out: Path) -> Path:
+    from converters.pipeline import ConvertConfig, convert
+    from quantization.drift import GateConfig
+
+    cfg = ConvertConfig(config=args.config, weights=args.weights, random_init=args.random_init, out=str(out),
+                        force=True, num_calib=args.num_calib, num_eval=8, latency_runs=2,
+                        gates=GateConfig(parity_max_abs=float("inf"), int8_drift_mean=float("inf")))
+    return convert(cfg).out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--artifacts", help="benchmark an existing artifact folder instead of converting")
+    p.add_argument("--config", default="final")
+    p.add_argument("--weights")
+    p.add_argument("--random-init", action="store_true")
+    p.add_argument("--num-calib", type=int, default=100)
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--tvm-trials", default="", help="comma-separated MetaSchedule budgets to tune and time")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    import torch
+
+    from converters.onnx_export import onnx_heatmaps  # noqa: F401 (import check)
+    from sdk.runtime import load_manifest
+    from sdk.runtime.tflite import TfliteRunner
+
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="facelm-bench-"))
+    t0 = time.perf_counter()
+    folder = Path(args.artifacts) if args.artifacts else convert_for_bench(args, work / "artifacts")
+    convert_s = time.perf_counter() - t0
+    man = load_manifest(folder)
+    size = man.model["input_size"][0]
+    x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
+    rows: dict[str, dict] = {}
+
+    # PyTorch: rebuild from the ONNX-identical config
+    from sdk.model import build_model, load_checkpoint
+    from sdk.model.config import ModelConfig
+
+    if args.weights:
+        model = load_checkpoint(args.weights)[0]
+    else:
+        model = build_model(ModelConfig.from_dict(man.model["config"])).eval()
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        rows["torch"] = {"ms": median_ms(lambda a: model(a), xt, args.runs, args.warmup)}
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    sess = ort.InferenceSession(str(man.artifact_path("onnx")), so, providers=["CPUExecutionProvider"])
+    rows["onnxruntime"] = {"ms": median_ms(lambda a: sess.run(None, {"input": a}), x, args.runs, args.warmup),
+                           "bytes": man.artifact("onnx").bytes}
+
+    for a in man.artifacts:
+        if a.format != "tflite":
+            continue
+        r = TfliteRunner(man.artifact_path(a.name), num_threads=1)
+        xi = r.prepare(x)
+        rows[f"tflite:{a.name}"] = {"ms": median_ms(r.invoke, xi, args.runs, args.warmup), "bytes": a.bytes,
+                                    "ops": sum(a.op_counts.values()), "max_rank": a.max_tensor_rank}
+
+    from converters.tvm import TvmRunner, compile_host
+
+    r = TvmRunner(man.artifact_path("tvm_host"))
+    rows["tvm:untuned"] = {"ms": median_ms(r.invoke, x, args.runs, args.warmup), "bytes": man.artifact("tvm_host").bytes}
+    for budget in [int(b) for b in args.tvm_trials.split(",") if b.strip()]:
+        t1 = time.perf_counter()
+        b = compile_host(man.artifact_path("onnx"), work / f"tvm_{budget}.so", (1, 3, size, size), trials=budget,
+                         work_dir=work / f"tune_{budget}")
+        tune_s = time.perf_counter() - t1
+        r = TvmRunner(b.path)
+        err = float(np.abs(r.invoke(x) - sess.run(None, {"input": x})[0]).max())
+        rows[f"tvm:{budget}"] = {"ms": median_ms(r.invoke, x, args.runs, args.warmup), "tune_s": tune_s,
+                                 "max_abs_vs_onnx": err}
+
+    fp32, int8 = rows.get("tflite:fp32"), rows.get("tflite:int8")
+    tvm_best = min((v["ms"] for k, v in rows.items() if k.startswith("tvm:")), default=float("nan"))
+    goals = {}
+    if fp32 and int8:
+        goals["int8_latency_ratio"] = int8["ms"] / fp32["ms"]
+        goals["int8_latency_goal_met"] = goals["int8_latency_ratio"] <= 1 / 3
+        goals["int8_size_ratio"] = int8["bytes"] / fp32["bytes"]
+        goals["int8_size_goal_met"] = goals["int8_size_ratio"] <= 1 / 3.5
+        goals["tvm_best_vs_fp32_tflite"] = tvm_best / fp32["ms"]
+        goals["tvm_goal_met"] = goals["tvm_best_vs_fp32_tflite"] <= 1.5
+
+    print(f"model: {man.model['name']} ({man.model['weights_file']}), input {size}px; "
+          f"single thread, median of {args.runs} runs after {args.warmup} warm-up; conversion {convert_s:.0f} s")
+    print(f"{'runtime':24s} {'median ms':>10s} {'size':>10s}")
+    for k, v in rows.items():
+        size_txt = f"{v['bytes'] / 2**20:.2f} MiB" if "bytes" in v else ""
+        extra = f"  (tuned in {v['tune_s']:.0f} s, max|Δ| vs ORT {v['max_abs_vs_onnx']:.1e})" if "tune_s" in v else ""
+        print(f"{k:24s} {v['ms']:10.2f} {size_txt:>10s}{extra}")
+    for k, v in goals.items():
+        print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": man.model["name"], "rows": rows, "goals": goals,
+                                               "cpu_count": os.cpu_count()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

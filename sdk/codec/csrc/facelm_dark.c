@@ -138,27 +138,40 @@ static void newton_step(int ax, int ay, int wide_x, int wide_y, const double *L,
         need[5] = need[6] = ay;                                                              \
         need[7] = need[8] = wide_y;                                                          \
         need[9] = need[10] = need[11] = need[12] = ax && ay;                                 \
-        /* horizontal pass: column c needs rows py + [-d - ry, d + ry] */                    \
+        /* horizontal pass: column c needs rows py + [-d - ry, d + ry]. Taps are the outer     \
+           loop so that the row sums are independent chains (each still summed in tap order, \
+           as numpy does). */                                                                \
         for (c = -cm; c <= cm; c++) {                                                        \
             int d = c == 0 ? (wide_y ? 2 : (ay ? 1 : 0)) : ((c == 1 || c == -1) && ay ? 1 : 0); \
-            for (j = -d - ry; j <= d + ry; j++) {                                            \
-                const T *row = base + (ptrdiff_t)(py + j) * sy + (ptrdiff_t)(px + c) * sx;   \
-                double acc = 0.0;                                                            \
-                for (b = -rx; b <= rx; b++) acc += wx[b] * DEQ(row[(ptrdiff_t)b * sx]);      \
-                hx[c + 2][j + d + ry] = acc;                                                 \
+            int nr = 2 * (d + ry) + 1;                                                       \
+            double *acc = hx[c + 2];                                                         \
+            const T *col = base + (ptrdiff_t)(py - d - ry) * sy + (ptrdiff_t)(px + c) * sx;  \
+            for (j = 0; j < nr; j++) acc[j] = 0.0;                                           \
+            for (b = -rx; b <= rx; b++) {                                                    \
+                const double wb = wx[b];                                                     \
+                const T *p = col + (ptrdiff_t)b * sx;                                        \
+                for (j = 0; j < nr; j++) acc[j] += wb * DEQ(p[(ptrdiff_t)j * sy]);           \
             }                                                                                \
         }                                                                                    \
-        /* vertical pass at the needed stencil points */                                     \
-        for (i = 0; i < 13; i++) {                                                           \
-            int dyi = sdy[i], dxi = sdx[i];                                                  \
-            int d = dxi == 0 ? (wide_y ? 2 : (ay ? 1 : 0)) : ((dxi == 1 || dxi == -1) && ay ? 1 : 0); \
-            double acc = 0.0;                                                                \
-            if (!need[i]) {                                                                  \
+        /* vertical pass at the needed stencil points, again one chain per point */          \
+        {                                                                                    \
+            double B[13];                                                                    \
+            const double *src[13];                                                           \
+            int list[13], cnt = 0, e;                                                        \
+            for (i = 0; i < 13; i++) {                                                       \
+                int dxi = sdx[i];                                                            \
+                int d = dxi == 0 ? (wide_y ? 2 : (ay ? 1 : 0)) : ((dxi == 1 || dxi == -1) && ay ? 1 : 0); \
                 L[i] = 0.0;                                                                  \
-                continue;                                                                    \
+                if (!need[i]) continue;                                                      \
+                src[cnt] = hx[dxi + 2] + sdy[i] + d + ry; /* src[cnt][a], a in -ry..ry */    \
+                B[cnt] = 0.0;                                                                \
+                list[cnt++] = i;                                                             \
             }                                                                                \
-            for (a = -ry; a <= ry; a++) acc += wy[a] * hx[dxi + 2][dyi + a + d + ry];        \
-            L[i] = log_floor(acc);                                                           \
+            for (a = -ry; a <= ry; a++) {                                                    \
+                const double wa = wy[a];                                                     \
+                for (e = 0; e < cnt; e++) B[e] += wa * src[e][a];                            \
+            }                                                                                \
+            for (e = 0; e < cnt; e++) L[list[e]] = log_floor(B[e]);                          \
         }                                                                                    \
         newton_step(ax, ay, wide_x, wide_y, L, ox, oy);                                      \
     }                                                                                        \
@@ -193,27 +206,73 @@ DEFINE_REFINE(u8, uint8_t, DEQ_INT)
  * NCHW: one contiguous map of n values. Returns the first index of the maximum; sets
  * *valid to 0 for NaN/Inf anywhere or a constant map.
  */
+#if defined(__GNUC__) && !defined(FACELM_NO_VECTOR_EXT)
+/* GCC/Clang vector extensions (SSE2 on x86-64, NEON on ARM): a portable way to get the
+ * float select vectorized, which compilers do not do for the plain loop (float compares
+ * may trap). Four native 4-lane vectors give 16 lanes and independent chains. Build with
+ * -DFACELM_NO_VECTOR_EXT (or any other compiler) for the plain C99 loop; same results. */
+#define FACELM_VEC 1
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef int32_t i32x4 __attribute__((vector_size(16)));
+#define SELECT(g, a, b) ((g & (a)) | (~g & (b)))
+#endif
+
+/* Running lane maxima over blocks of LANES values: m[l] max of lane l, blk[l] the block of
+ * its first occurrence, acc[l] NaN iff some value of the lane is NaN or +-Inf. */
+static void lane_max_f32(const float *x, int nb, float *m_out, int32_t *blk_out, float *acc_out)
+{
+#ifdef FACELM_VEC
+    const f32x4 lo = {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, zero = {0.0f, 0.0f, 0.0f, 0.0f};
+    const i32x4 one = {1, 1, 1, 1};
+    f32x4 m[4] = {lo, lo, lo, lo}, acc = zero, v[4];
+    i32x4 blk[4] = {{0}, {0}, {0}, {0}}, cur = {0, 0, 0, 0}, g;
+    int q, l, i;
+    for (i = 0; i < nb; i++) {
+        const float *p = x + (size_t)i * LANES;
+        for (q = 0; q < 4; q++) {
+            memcpy(&v[q], p + 4 * q, sizeof v[q]);
+            g = v[q] > m[q];
+            m[q] = (f32x4)SELECT(g, (i32x4)v[q], (i32x4)m[q]);
+            blk[q] = SELECT(g, cur, blk[q]);
+        }
+        /* x * 0 is 0 for finite x and NaN for NaN/Inf; one accumulator saves registers */
+        acc += (v[0] * zero + v[1] * zero) + (v[2] * zero + v[3] * zero);
+        cur += one;
+    }
+    for (q = 0; q < 4; q++) {
+        for (l = 0; l < 4; l++) {
+            m_out[4 * q + l] = m[q][l];
+            blk_out[4 * q + l] = blk[q][l];
+            acc_out[4 * q + l] = q == 0 ? acc[l] : 0.0f;
+        }
+    }
+#else
+    int l, i;
+    for (l = 0; l < LANES; l++) {
+        m_out[l] = -INFINITY;
+        acc_out[l] = 0.0f;
+        blk_out[l] = 0;
+    }
+    for (i = 0; i < nb; i++) {
+        const float *p = x + (size_t)i * LANES;
+        for (l = 0; l < LANES; l++) {
+            float v = p[l];
+            int gt = v > m_out[l];
+            m_out[l] = gt ? v : m_out[l];
+            blk_out[l] = gt ? i : blk_out[l];
+            acc_out[l] += v * 0.0f;
+        }
+    }
+#endif
+}
+
 static int peak_f32(const float *x, int n, float *maxv, int *valid)
 {
     float m[LANES], acc[LANES];
     int32_t blk[LANES];
     int l, i, nb = n / LANES, best = -1;
     float M = -INFINITY, a = 0.0f;
-    for (l = 0; l < LANES; l++) {
-        m[l] = -INFINITY;
-        acc[l] = 0.0f;
-        blk[l] = 0;
-    }
-    for (i = 0; i < nb; i++) {
-        const float *p = x + (size_t)i * LANES;
-        for (l = 0; l < LANES; l++) {
-            float v = p[l];
-            int gt = v > m[l];
-            m[l] = gt ? v : m[l];
-            blk[l] = gt ? i : blk[l];
-            acc[l] += v * 0.0f; /* NaN iff some v is NaN or +-Inf */
-        }
-    }
+    lane_max_f32(x, nb, m, blk, acc);
     for (l = 0; l < LANES; l++) {
         a += acc[l];
         if (m[l] > M) M = m[l];
@@ -225,11 +284,9 @@ static int peak_f32(const float *x, int n, float *maxv, int *valid)
     for (i = nb * LANES; i < n; i++) {
         float v = x[i];
         a += v * 0.0f;
-        if (v > M || best < 0) {
-            if (v > M) {
-                M = v;
-                best = i;
-            }
+        if (v > M) {
+            M = v;
+            best = i;
         }
     }
     *maxv = M;

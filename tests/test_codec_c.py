@@ -148,15 +148,22 @@ def _run_driver(exe: Path, maps: np.ndarray, method: int, blur_kernel: int, nhwc
     return vals[: n * k * 2].reshape(n, k, 2), vals[n * k * 2:].reshape(n, k)
 
 
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory) -> Path:
+#: Builds of the core: default (SSE2 intrinsics on x86-64), the generic vector-extension
+#: path other targets (ARM NEON) take, and plain C99 loops.
+CORE_VARIANTS = {"default": [], "generic_vectors": ["-U__SSE2__"], "plain_c99": ["-DFACELM_NO_VECTOR_EXT"]}
+
+
+@pytest.fixture(scope="module", params=list(CORE_VARIANTS))
+def driver(request, tmp_path_factory) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no system C compiler")
-    exe = tmp_path_factory.mktemp("cdriver") / "facelm_dark_driver"
-    cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", f"-I{CSRC}",
-           str(ROOT / "tests" / "c" / "facelm_dark_driver.c"), str(CSRC / "facelm_dark.c"), "-o", str(exe), "-lm"]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    exe = tmp_path_factory.mktemp("cdriver") / f"facelm_dark_driver_{request.param}"
+    cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", *CORE_VARIANTS[request.param],
+           f"-I{CSRC}", str(ROOT / "tests" / "c" / "facelm_dark_driver.c"), str(CSRC / "facelm_dark.c"),
+           "-o", str(exe), "-lm"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
     return exe
 
 

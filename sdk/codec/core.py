@@ -5,6 +5,7 @@ coordinates (N, K, 2) as (x, y) in heatmap pixels, pixel (row i, col j) = point 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -47,6 +48,19 @@ def _choose(requested: str | None) -> str:
             return "numpy"
         return "c"
     return choice
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_config(method, blur_kernel, layout) -> DecodeConfig:
+    return DecodeConfig(method=method, blur_kernel=blur_kernel, layout=layout)
+
+
+def _config(method, blur_kernel, layout) -> DecodeConfig:
+    """Validated DecodeConfig; cached because decode runs per frame on a phone-sized budget."""
+    try:
+        return _cached_config(method, blur_kernel, layout)
+    except TypeError:  # unhashable argument: let the dataclass produce the ConfigError
+        return DecodeConfig(method=method, blur_kernel=blur_kernel, layout=layout)
 
 
 def backend() -> str:
@@ -116,8 +130,8 @@ def decode(heatmaps: np.ndarray, method: str = "dark", **params: Any) -> tuple[n
     unknown = set(params) - set(_DECODE_PARAMS)
     if unknown:
         raise ConfigError(f"unknown decode parameters {sorted(unknown)}; known: {list(_DECODE_PARAMS)}")
-    cfg = DecodeConfig(method=method, blur_kernel=params.get("blur_kernel", DecodeConfig.blur_kernel),
-                       layout=params.get("layout", DecodeConfig.layout))
+    cfg = _config(method, params.get("blur_kernel", DecodeConfig.blur_kernel),
+                  params.get("layout", DecodeConfig.layout))
     nhwc = cfg.layout == "nhwc"
     h, scale, zp = _check_heatmaps(heatmaps, nhwc, params.get("scale"), params.get("zero_point"))
     which = _choose(params.get("backend"))

@@ -206,7 +206,68 @@ DEFINE_REFINE(u8, uint8_t, DEQ_INT)
  * NCHW: one contiguous map of n values. Returns the first index of the maximum; sets
  * *valid to 0 for NaN/Inf anywhere or a constant map.
  */
-#if defined(__GNUC__) && !defined(FACELM_NO_VECTOR_EXT)
+#if defined(__SSE2__) && !defined(FACELM_NO_VECTOR_EXT)
+#include <emmintrin.h>
+/* x86-64 (SSE2 is its baseline): two passes are cheaper than one. Pass 1 keeps only the
+ * maximum (MAXPS ignores a NaN in its first operand) and a NaN/Inf accumulator; pass 2
+ * finds the first element equal to it, stopping there. */
+static int peak_f32(const float *x, int n, float *maxv, int *valid)
+{
+    __m128 m0 = _mm_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    __m128 acc = _mm_setzero_ps(), z = _mm_setzero_ps(), key;
+    float lanes[4], M, a;
+    int i, nb = n / LANES, best = -1;
+    for (i = 0; i < nb; i++) {
+        const float *p = x + (size_t)i * LANES;
+        __m128 v0 = _mm_loadu_ps(p), v1 = _mm_loadu_ps(p + 4), v2 = _mm_loadu_ps(p + 8),
+               v3 = _mm_loadu_ps(p + 12);
+        m0 = _mm_max_ps(v0, m0);
+        m1 = _mm_max_ps(v1, m1);
+        m2 = _mm_max_ps(v2, m2);
+        m3 = _mm_max_ps(v3, m3);
+        acc = _mm_add_ps(acc, _mm_add_ps(_mm_add_ps(_mm_mul_ps(v0, z), _mm_mul_ps(v1, z)),
+                                         _mm_add_ps(_mm_mul_ps(v2, z), _mm_mul_ps(v3, z))));
+    }
+    m0 = _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3));
+    _mm_storeu_ps(lanes, m0);
+    M = lanes[0];
+    for (i = 1; i < 4; i++) M = lanes[i] > M ? lanes[i] : M;
+    _mm_storeu_ps(lanes, acc);
+    a = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (i = nb * LANES; i < n; i++) {
+        a += x[i] * 0.0f;
+        M = x[i] > M ? x[i] : M;
+    }
+    *maxv = M;
+    *valid = (a == 0.0f) && isfinite(M);
+    if (!*valid) return 0;
+    key = _mm_set1_ps(M);
+    for (i = 0; i < nb && best < 0; i++) {
+        const float *p = x + (size_t)i * LANES;
+        __m128 e = _mm_or_ps(_mm_or_ps(_mm_cmpeq_ps(_mm_loadu_ps(p), key), _mm_cmpeq_ps(_mm_loadu_ps(p + 4), key)),
+                             _mm_or_ps(_mm_cmpeq_ps(_mm_loadu_ps(p + 8), key), _mm_cmpeq_ps(_mm_loadu_ps(p + 12), key)));
+        if (_mm_movemask_ps(e)) {
+            int j;
+            for (j = 0; j < LANES; j++) {
+                if (p[j] == M) {
+                    best = i * LANES + j;
+                    break;
+                }
+            }
+        }
+    }
+    for (i = nb * LANES; i < n && best < 0; i++) {
+        if (x[i] == M) best = i;
+    }
+    if (best == 0) { /* a constant map has its first maximum at 0 */
+        for (i = 1; i < n && x[i] == M; i++) {
+        }
+        if (i == n) *valid = 0;
+    }
+    return best < 0 ? 0 : best;
+}
+#else
+#if defined(__GNUC__) && !defined(FACELM_NO_VECTOR_EXT) /* e.g. ARM NEON */
 /* GCC/Clang vector extensions (SSE2 on x86-64, NEON on ARM): a portable way to get the
  * float select vectorized, which compilers do not do for the plain loop (float compares
  * may trap). Four native 4-lane vectors give 16 lanes and independent chains. Build with
@@ -298,6 +359,7 @@ static int peak_f32(const float *x, int n, float *maxv, int *valid)
     }
     return best < 0 ? 0 : best;
 }
+#endif
 
 #define DEFINE_PEAK_INT(SUF, T, TMIN)                                                       \
     static int peak_##SUF(const T *x, int n, T *maxv, int *valid)                           \
@@ -306,11 +368,7 @@ static int peak_f32(const float *x, int n, float *maxv, int *valid)
         T M = TMIN;                                                                         \
         int l, i, nb = n / LANES;                                                           \
         const T *hit;                                                                       \
-        for (l = 0; l < LANES; l++) m[l] = TMIN;                                            \
-        for (i = 0; i < nb; i++) {                                                          \
-            const T *p = x + (size_t)i * LANES;                                             \
-            for (l = 0; l < LANES; l++) m[l] = p[l] > m[l] ? p[l] : m[l];                   \
-        }                                                                                   \
+        BYTE_MAX_##SUF(T, TMIN)                                                             \
         for (l = 0; l < LANES; l++) M = m[l] > M ? m[l] : M;                                \
         for (i = nb * LANES; i < n; i++) M = x[i] > M ? x[i] : M;                           \
         /* first occurrence: memchr is the fastest portable byte search */                  \
@@ -326,6 +384,47 @@ static int peak_f32(const float *x, int n, float *maxv, int *valid)
         }                                                                                   \
         return i;                                                                           \
     }
+
+#if defined(__SSE2__) && !defined(FACELM_NO_VECTOR_EXT)
+/* SSE2 has an unsigned byte max only: int8 is compared as (q ^ 0x80), which is order-preserving. */
+#define BYTE_MAX_SSE2(T, FLIP)                                                              \
+    {                                                                                       \
+        __m128i a0 = _mm_setzero_si128(), a1 = a0, a2 = a0, a3 = a0;                        \
+        const __m128i f = _mm_set1_epi8((char)(FLIP));                                      \
+        unsigned char tmp[LANES];                                                           \
+        int nb4 = n / (4 * LANES);                                                          \
+        for (i = 0; i < nb4; i++) {                                                         \
+            const __m128i *p = (const __m128i *)(const void *)(x + (size_t)i * 4 * LANES);  \
+            a0 = _mm_max_epu8(a0, _mm_xor_si128(_mm_loadu_si128(p), f));                    \
+            a1 = _mm_max_epu8(a1, _mm_xor_si128(_mm_loadu_si128(p + 1), f));                \
+            a2 = _mm_max_epu8(a2, _mm_xor_si128(_mm_loadu_si128(p + 2), f));                \
+            a3 = _mm_max_epu8(a3, _mm_xor_si128(_mm_loadu_si128(p + 3), f));                \
+        }                                                                                   \
+        a0 = _mm_max_epu8(_mm_max_epu8(a0, a1), _mm_max_epu8(a2, a3));                      \
+        _mm_storeu_si128((__m128i *)(void *)tmp, a0);                                       \
+        for (l = 0; l < LANES; l++) {                                                       \
+            unsigned char u = (unsigned char)(tmp[l] ^ (unsigned char)(FLIP));             \
+            memcpy(&m[l], &u, 1);                                                           \
+        }                                                                                   \
+        nb = nb4 * 4;                                                                       \
+        for (i = nb; i < n / LANES; i++) {                                                  \
+            const T *p = x + (size_t)i * LANES;                                             \
+            for (l = 0; l < LANES; l++) m[l] = p[l] > m[l] ? p[l] : m[l];                   \
+        }                                                                                   \
+        nb = n / LANES;                                                                     \
+    }
+#define BYTE_MAX_i8(T, TMIN) BYTE_MAX_SSE2(T, 0x80)
+#define BYTE_MAX_u8(T, TMIN) BYTE_MAX_SSE2(T, 0x00)
+#else
+#define BYTE_MAX_PLAIN(T, TMIN)                                                             \
+    for (l = 0; l < LANES; l++) m[l] = TMIN;                                                \
+    for (i = 0; i < nb; i++) {                                                              \
+        const T *p = x + (size_t)i * LANES;                                                 \
+        for (l = 0; l < LANES; l++) m[l] = p[l] > m[l] ? p[l] : m[l];                       \
+    }
+#define BYTE_MAX_i8(T, TMIN) BYTE_MAX_PLAIN(T, TMIN)
+#define BYTE_MAX_u8(T, TMIN) BYTE_MAX_PLAIN(T, TMIN)
+#endif
 
 DEFINE_PEAK_INT(i8, int8_t, INT8_MIN)
 DEFINE_PEAK_INT(u8, uint8_t, 0)

@@ -39,12 +39,15 @@ def _choose(requested: str | None) -> str:
     if choice is not None and choice not in _BACKENDS:
         raise ConfigError(f"codec backend must be one of {_BACKENDS}, got {choice!r}")
     if choice == "c" and _cdark is None:
-        raise ConfigError(f"the C codec extension is not built ({_IMPORT_ERROR}); reinstall with a C compiler")
+        raise ConfigError("the C codec extension sdk.codec._cdark is not built; reinstall with a C compiler "
+                          "(pip install -e .) or use backend='numpy'")
     if choice is None:
         if _cdark is None:
             if not _warned:
                 _warned = True
-                log.warning("facelm C codec extension not available (%s); using the numpy decoder", _IMPORT_ERROR)
+                log.warning("facelm C codec extension sdk.codec._cdark is not built; using the numpy decoder "
+                            "(reinstall with a C compiler: pip install -e .)")
+                log.debug("import error: %s", _IMPORT_ERROR)
             return "numpy"
         return "c"
     return choice

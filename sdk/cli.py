@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("layouts", "sdk.layouts_cli", "show landmark layouts (points, regions, flip pairs)"),
     ("synth", "sdk.data.synth_cli", "write synthetic 106-point faces in the JD-landmark folder format"),
     ("train", "sdk.training.train_cli", "train a heatmap model with the paper's recipe (CPU/CUDA, DDP via torchrun)"),
+    ("evaluate", "sdk.training.eval_cli", "NME / AUC@0.08 / FR of a checkpoint on a data set, with and without flip test"),
     ("model", "sdk.model.cli", "model zoo: paper GFLOPs/size table, config info"),
     ("convert", "converters.cli", "convert weights to verified TFLite/TVM artifacts with a drift report"),
     ("devices", "android_bench.devices_cli", "list adb devices and their facts (SoC, cores, thermal)"),

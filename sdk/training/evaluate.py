@@ -88,3 +88,26 @@ def mean_shape_nme(train: LandmarkDataset, test: LandmarkDataset) -> np.ndarray:
         pred = transform_points(mean, invert_affine(s["transform"]))
         errs.append(nme(pred[None], s["gt"][None], test.layout, s["bbox"][None])[0])
     return np.asarray(errs)
+
+
+def evaluate_checkpoint(checkpoint, data, limit: int = 0, detector_points=None, data_format: str = "auto",
+                        method: str = "dark", device: str = "cpu", batch_size: int = 32,
+                        progress: bool = False) -> EvalResult:
+    """Load a checkpoint and evaluate it on a data set (aligned with GT or detector five points).
+
+    Raises:
+        ConfigError: the checkpoint's layout does not match the data's.
+    """
+    from sdk.data.dataset import TargetSpec
+    from sdk.data.sources import load_records
+    from sdk.errors import ConfigError
+    from sdk.model import load_checkpoint
+
+    model, mcfg, _ = load_checkpoint(checkpoint, map_location=device)
+    records, layout = load_records(data, data_format, detector_points=detector_points)
+    if layout.num_points != mcfg.num_keypoints:
+        raise ConfigError(f"{checkpoint} predicts {mcfg.num_keypoints} points but the data has {layout.num_points}")
+    if limit:
+        records = records[:limit]
+    ds = LandmarkDataset(records, layout, TargetSpec(mcfg.input_size, mcfg.heatmap_size))
+    return evaluate(model.to(device), ds, device, batch_size=batch_size, method=method, progress=progress)

@@ -19,14 +19,19 @@ Rules, for one map h of H rows and W columns (``DecodeConfig`` gives method and 
       border, a zero-padded k=11 blur biases DARK by 0.27 px.
    b. The kernel of radius q is the normalised Gaussian exp(-t^2 / (2 s^2)),
       s = 0.3*(q-1) + 0.8 (OpenCV's ``getGaussianKernel(2q+1, 0)`` for 2q+1 >= 9).
-   c. Only the 13 stencil values B(py+dy, px+dx) are blurred: first along x (taps
-      -rx..rx, accumulated in that order, float64), then along y.
-   d. L = log(max(B, LOG_FLOOR)). dx = (L[x+1]-L[x-1])/2; dxx = (L[x+2]-2L[x]+L[x-2])/4
-      when 2 <= px <= W-3 (DarkPose), else the compact L[x+1]-2L[x]+L[x-1];
-      dxy = (L[+1,+1]-L[-1,+1]-L[+1,-1]+L[-1,-1])/4 (rows first). Same for y.
-   e. Both axes refinable: step -H^-1 g only when H is negative definite (dxx < 0 and
-      det > 0; det = 0 is DarkPose's skip, the sign test also skips saddles). One
-      axis: -dx/dxx when dxx < 0. A non-finite step is skipped.
+   c. Only the 13 stencil values B(py+dy, px+dx) are blurred, separably and in float32:
+      first along x, w[0] v[0] + sum_{b=1..rx} w[b] (v[-b] + v[b]) (the kernel is
+      symmetric; taps in increasing order, float32 weights), then the same along y over
+      those row values. For integer maps v = q - zero_point and B is multiplied by the
+      scale afterwards, in float64 (the blur is linear).
+   d. With B' = max(B, LOG_FLOOR) (float64), the log-derivatives are logs of ratios (5
+      logs, not 13): dx = log(B'[x+1]/B'[x-1])/2; dxx = log(B'[x+2]B'[x-2]/B'[x]^2)/4 when
+      2 <= px <= W-3 (DarkPose's wide stencil), else log(B'[x+1]B'[x-1]/B'[x]^2);
+      dxy = log(B'[+1,+1]B'[-1,-1] / (B'[-1,+1]B'[+1,-1]))/4 ([dy, dx]). Same for y.
+   e. Both axes refinable: step -H^-1 g only when H is negative definite and not singular
+      up to rounding (dxx < 0 and det > DET_REL_EPS * dxx * dyy; DarkPose skips det == 0,
+      the sign test also skips saddles). One axis: -dx/dxx when dxx < 0. A non-finite step
+      is skipped.
 6. DARK offsets are clamped to [-MAX_OFFSET, MAX_OFFSET] per axis (1.5 px: a noisy raw
    argmax can sit more than 1 px from the blurred peak, but not much more).
 
@@ -39,7 +44,7 @@ import math
 
 import numpy as np
 
-from sdk.codec.config import INVALID_SCORE, LOG_FLOOR, MAX_OFFSET, MIN_SHRUNK_RADIUS
+from sdk.codec.config import DET_REL_EPS, INVALID_SCORE, LOG_FLOOR, MAX_OFFSET, MIN_SHRUNK_RADIUS
 
 #: (dy, dx) of the 13 stencil points, in the order shared with the C core.
 STENCIL = (
@@ -99,16 +104,21 @@ def _peaks(h: np.ndarray, nhwc: bool) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 class _Gather:
-    """Reads single heatmap values, dequantized to float64, without copying the tensor."""
+    """Reads single heatmap values without copying the tensor.
 
-    def __init__(self, h: np.ndarray, nhwc: bool, scale: float | None, zero_point: int | None):
+    Integer maps give ``q - zero_point`` (the scale is applied by the caller: the blur is
+    linear, and the sign tests of ``quarter`` do not need it); float maps give the value.
+    """
+
+    def __init__(self, h: np.ndarray, nhwc: bool, zero_point: int | None, dtype=np.float64):
         self.flat = h.reshape(-1)
         self.nhwc = nhwc
         if nhwc:
             _, self.H, self.W, self.K = h.shape
         else:
             _, self.K, self.H, self.W = h.shape
-        self.scale, self.zp = scale, zero_point
+        self.zp = zero_point
+        self.dtype = dtype
 
     def __call__(self, n, k, y, x) -> np.ndarray:
         y = np.clip(y, 0, self.H - 1)
@@ -118,45 +128,65 @@ class _Gather:
         else:
             i = ((n * self.K + k) * self.H + y) * self.W + x
         v = self.flat[i]
-        if self.scale is None:
-            return v.astype(np.float64)
-        return (v.astype(np.int64) - self.zp).astype(np.float64) * self.scale
+        if self.zp is None:
+            return v.astype(self.dtype)
+        return (v.astype(np.int64) - self.zp).astype(self.dtype)
 
 
-def _dark_offsets(g: _Gather, n, k, px, py, radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """DARK offsets (M,), (M,) for valid peaks (rules 3 and 5)."""
+def _blur_stencil(g: _Gather, n, k, px, py, radius: int) -> np.ndarray:
+    """(M, 13) float32 blurred values at the stencil (rules 5a-5c), unscaled for integer maps.
+
+    Per value: row pass w[0] v[0] + sum_{b=1..rx} w[b] (v[-b] + v[b]), then the same along
+    y over the row-pass values, float32, taps in increasing order; taps beyond a shrunk
+    radius are skipped (not multiplied by 0, which would turn an overflowed sum into NaN).
+    """
     H, W = g.H, g.W
-    m = px.shape[0]
-    table = kernel_table(radius)
-    wx = table[effective_radius(px, W, radius)]  # (M, 2R+1)
-    wy = table[effective_radius(py, H, radius)]
+    half = kernel_table(radius)[:, radius:].astype(np.float32)  # (R+1, R+1): tap b of radius q
+    rx = effective_radius(px, W, radius)
+    ry = effective_radius(py, H, radius)
+    wx, wy = half[rx], half[ry]  # (M, R+1)
     taps = np.arange(-radius, radius + 1)
     dys = np.array([d[0] for d in STENCIL])
     dxs = np.array([d[1] for d in STENCIL])
     rows = py[:, None, None] + dys[None, :, None] + taps[None, None, :]  # (M, S, A)
-    hx = np.zeros((m, len(STENCIL), taps.size))
-    for b, t in enumerate(taps):
-        cols = (px[:, None] + dxs[None, :] + t)[:, :, None]
-        hx += wx[:, b, None, None] * g(n[:, None, None], k[:, None, None], rows, cols)
-    blurred = np.zeros((m, len(STENCIL)))
-    for a in range(taps.size):
-        blurred += wy[:, a, None] * hx[:, :, a]
-    L = np.log(np.maximum(blurred, LOG_FLOOR))
-    c = L[:, 0]
-    dx = 0.5 * (L[:, 2] - L[:, 1])
-    dy = 0.5 * (L[:, 6] - L[:, 5])
+    nn, kk = n[:, None, None], k[:, None, None]
+
+    def column(off: int) -> np.ndarray:
+        return g(nn, kk, rows, (px[:, None] + dxs[None, :] + off)[:, :, None])
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        hx = wx[:, 0, None, None] * column(0)  # (M, S, A) float32
+        for b in range(1, radius + 1):
+            on = (b <= rx)[:, None, None]
+            hx = np.where(on, hx + wx[:, b, None, None] * (column(-b) + column(b)), hx)
+        out = wy[:, 0, None] * hx[:, :, radius]
+        for a in range(1, radius + 1):
+            on = (a <= ry)[:, None]
+            out = np.where(on, out + wy[:, a, None] * (hx[:, :, radius - a] + hx[:, :, radius + a]), out)
+    return out
+
+
+def _dark_offsets(g: _Gather, n, k, px, py, radius: int, scale: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """DARK offsets (M,), (M,) for valid peaks (rules 3 and 5)."""
+    H, W = g.H, g.W
+    m = px.shape[0]
+    B = _blur_stencil(g, n, k, px, py, radius).astype(np.float64) * (1.0 if scale is None else scale)
+    Bf = np.maximum(B, LOG_FLOOR)
     wide_x = (px >= 2) & (px <= W - 3)
     wide_y = (py >= 2) & (py <= H - 3)
-    dxx = np.where(wide_x, 0.25 * (L[:, 4] - 2.0 * c + L[:, 3]), L[:, 2] - 2.0 * c + L[:, 1])
-    dyy = np.where(wide_y, 0.25 * (L[:, 8] - 2.0 * c + L[:, 7]), L[:, 6] - 2.0 * c + L[:, 5])
-    dxy = 0.25 * (L[:, 12] - L[:, 10] - L[:, 11] + L[:, 9])
     ax = (px >= 1) & (px <= W - 2)
     ay = (py >= 1) & (py <= H - 2)
     ox = np.zeros(m)
     oy = np.zeros(m)
     with np.errstate(all="ignore"):
+        cc = Bf[:, 0] * Bf[:, 0]
+        dx = 0.5 * np.log(Bf[:, 2] / Bf[:, 1])
+        dy = 0.5 * np.log(Bf[:, 6] / Bf[:, 5])
+        dxx = np.where(wide_x, 0.25 * np.log((Bf[:, 4] * Bf[:, 3]) / cc), np.log((Bf[:, 2] * Bf[:, 1]) / cc))
+        dyy = np.where(wide_y, 0.25 * np.log((Bf[:, 8] * Bf[:, 7]) / cc), np.log((Bf[:, 6] * Bf[:, 5]) / cc))
+        dxy = 0.25 * np.log((Bf[:, 12] * Bf[:, 9]) / (Bf[:, 10] * Bf[:, 11]))
         det = dxx * dyy - dxy * dxy
-        both = ax & ay & (dxx < 0) & (det > 0)
+        both = ax & ay & (dxx < 0) & (det > DET_REL_EPS * (dxx * dyy))
         bx = -(dyy * dx - dxy * dy) / det
         by = -(dxx * dy - dxy * dx) / det
         ok = both & np.isfinite(bx) & np.isfinite(by)
@@ -208,11 +238,11 @@ def decode(h: np.ndarray, method: str, blur_kernel: int, nhwc: bool,
     scores = np.where(valid, peak, INVALID_SCORE)
     n, k = np.nonzero(valid)
     px, py = px_all[n, k], py_all[n, k]
-    g = _Gather(h, nhwc, scale, zero_point)
     if method == "dark":
-        ox, oy = _dark_offsets(g, n, k, px, py, (blur_kernel - 1) // 2)
+        g = _Gather(h, nhwc, zero_point, np.float32)
+        ox, oy = _dark_offsets(g, n, k, px, py, (blur_kernel - 1) // 2, scale)
     elif method == "quarter":
-        ox, oy = _quarter_offsets(g, n, k, px, py)
+        ox, oy = _quarter_offsets(_Gather(h, nhwc, zero_point), n, k, px, py)
     else:
         ox = oy = np.zeros(px.shape)
     coords[n, k, 0] = px + np.clip(ox, -MAX_OFFSET, MAX_OFFSET)

@@ -33,6 +33,10 @@ MIN_SHRUNK_RADIUS = 2
 #: The DARK offset is clamped to [-MAX_OFFSET, MAX_OFFSET] per axis, in heatmap
 #: pixels (a noisy raw argmax can sit a little over 1 px from the blurred peak).
 MAX_OFFSET = 1.5
+#: The 2-D Newton step needs det(H) > DET_REL_EPS * dxx * dyy (with dxx < 0): a Hessian
+#: that is singular up to rounding is skipped, as DarkPose skips det == 0. Relative, so that
+#: a last-bit difference between two log implementations cannot flip the decision.
+DET_REL_EPS = 1e-10
 #: Score reported for a map with no usable peak (NaN/Inf anywhere, or a constant map);
 #: its coordinates are the map centre ((W-1)/2, (H-1)/2).
 INVALID_SCORE = 0.0

@@ -8,17 +8,27 @@
  *   3. x refinable when 1 <= px <= w-2, y likewise;
  *   4. quarter: 0.25 * sign(v[p+1] - v[p-1]) per refinable axis;
  *   5. dark: per-axis blur radius min(r, p-2, size-3-p) (0 when it shrank below
- *      min(r, FACELM_MIN_SHRUNK_RADIUS)), only the 13 stencil values are blurred (x then
- *      y, float64, taps in increasing order), L = log(max(B, 1e-10)), Newton step when
- *      the Hessian is negative definite (1-D step when only one axis is refinable);
+ *      min(r, FACELM_MIN_SHRUNK_RADIUS)); only the 13 stencil values are blurred, separably
+ *      (x then y, float32, symmetric taps w[b] (v[-b] + v[b]) in increasing order, integer
+ *      maps as q - zero_point with the scale applied after the blur); log-derivatives are
+ *      logs of ratios of max(B, 1e-10) (5 logs); Newton step when the Hessian is negative
+ *      definite and det > FACELM_DET_REL_EPS * dxx * dyy (1-D step when only one axis is
+ *      refinable);
  *   6. offsets clamped to +-FACELM_MAX_OFFSET.
- * The hot loops (peak search) are written as fixed-width lane loops so that any C99
- * compiler can vectorize them; nothing here allocates.
+ * The hot loops (peak search, blur lanes) use SSE2 intrinsics or GCC/Clang vector
+ * extensions where available and plain C99 loops otherwise, with the same results;
+ * nothing here allocates.
  */
 #include "facelm_dark.h"
 
 #include <math.h>
 #include <string.h>
+
+#if defined(__clang__)
+/* No a*b+c -> fma contraction (clang's default, e.g. the NDK on ARM): the numpy reference
+ * rounds every operation. GCC does not contract in ISO C mode (-std=c99). */
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 #define LANES 16
 #define MAX_RADIUS ((FACELM_MAX_BLUR_KERNEL - 1) / 2)
@@ -54,7 +64,8 @@ size_t facelm_workspace_size(int k, int blur_kernel)
 {
     int r = (blur_kernel - 1) / 2;
     if (r < 0) r = 0;
-    /* kernel table (r+1 rows of 2r+1 doubles), then four k-long 4-byte arrays (NHWC) */
+    /* kernel table (room for r+1 rows of 2r+1 doubles; it holds (r+1)^2 floats), then four
+       k-long 4-byte arrays (NHWC) */
     return sizeof(double) * (size_t)(r + 1) * (size_t)(2 * r + 1) + 4u * 4u * (size_t)(k > 0 ? k : 0);
 }
 
@@ -65,31 +76,41 @@ static double clamp_offset(double o)
     return o;
 }
 
-static double log_floor(double v)
+static double floor_value(double v)
 {
-    return log(v > FACELM_LOG_FLOOR ? v : FACELM_LOG_FLOOR);
+    return v > FACELM_LOG_FLOOR ? v : FACELM_LOG_FLOOR;
 }
 
-/* Newton step from the log-values at the stencil (rule 5e). */
-static void newton_step(int ax, int ay, int wide_x, int wide_y, const double *L, double *ox, double *oy)
+/* Lanes of the blur passes: stencil columns -2..5 (columns 3..5 only pad the vector width;
+ * they are computed from zeros or real values and never used). The blur is float32: the
+ * numpy reference does the same float32 operations in the same order. */
+#define HL 8
+#define MAX_WIN_ROWS (5 + 2 * MAX_RADIUS)
+
+/* Newton step (rules 5d, 5e) from the blurred window V[(dy + 2) * HL + dx + 2] (unscaled for
+ * integer maps: the value is scale * V). Log-derivatives are logs of ratios of the floored
+ * values, 5 logs instead of 13. */
+static void newton_step(int ax, int ay, int wide_x, int wide_y, const float *V, double scale, double *ox,
+                        double *oy)
 {
-    /* L indices: 0 c, 1 (0,-1), 2 (0,1), 3 (0,-2), 4 (0,2), 5 (-1,0), 6 (1,0), 7 (-2,0),
-       8 (2,0), 9 (-1,-1), 10 (-1,1), 11 (1,-1), 12 (1,1)   [(dy, dx)] */
-    double c = L[0], dx = 0.0, dy = 0.0, dxx = 0.0, dyy = 0.0, dxy, det, bx, by, s;
+#define BV(dy, dx) floor_value((double)V[((dy) + 2) * HL + (dx) + 2] * scale)
+    double c = BV(0, 0), cc = c * c, dx = 0.0, dy = 0.0, dxx = 0.0, dyy = 0.0, dxy, det, bx, by, s;
     *ox = 0.0;
     *oy = 0.0;
     if (ax) {
-        dx = 0.5 * (L[2] - L[1]);
-        dxx = wide_x ? 0.25 * (L[4] - 2.0 * c + L[3]) : L[2] - 2.0 * c + L[1];
+        double l = BV(0, -1), r = BV(0, 1);
+        dx = 0.5 * log(r / l);
+        dxx = wide_x ? 0.25 * log((BV(0, 2) * BV(0, -2)) / cc) : log((r * l) / cc);
     }
     if (ay) {
-        dy = 0.5 * (L[6] - L[5]);
-        dyy = wide_y ? 0.25 * (L[8] - 2.0 * c + L[7]) : L[6] - 2.0 * c + L[5];
+        double u = BV(-1, 0), d = BV(1, 0);
+        dy = 0.5 * log(d / u);
+        dyy = wide_y ? 0.25 * log((BV(2, 0) * BV(-2, 0)) / cc) : log((d * u) / cc);
     }
     if (ax && ay) {
-        dxy = 0.25 * (L[12] - L[10] - L[11] + L[9]);
+        dxy = 0.25 * log((BV(1, 1) * BV(-1, -1)) / (BV(-1, 1) * BV(1, -1)));
         det = dxx * dyy - dxy * dxy;
-        if (dxx < 0 && det > 0) {
+        if (dxx < 0 && det > FACELM_DET_REL_EPS * (dxx * dyy)) {
             bx = -(dyy * dx - dxy * dy) / det;
             by = -(dxx * dy - dxy * dx) / det;
             if (isfinite(bx) && isfinite(by)) {
@@ -108,72 +129,131 @@ static void newton_step(int ax, int ay, int wide_x, int wide_y, const double *L,
             if (isfinite(s)) *oy = s;
         }
     }
+#undef BV
+}
+
+#if defined(__GNUC__) && !defined(FACELM_NO_VECTOR_EXT)
+/* GCC/Clang vector extensions: one HL-lane float vector (two SSE2/NEON registers, one AVX
+ * register). Plain C99 below does the same float operations lane by lane. */
+#define FACELM_VEC8 1
+typedef float vf8 __attribute__((vector_size(HL * sizeof(float))));
+#define VF8_SPLAT(x) {(x), (x), (x), (x), (x), (x), (x), (x)}
+#endif
+
+/* Horizontal pass over one window row (rule 5c): out[c] = w[0] t[c + rx] +
+ * sum_{b=1..rx} w[b] (t[c + rx - b] + t[c + rx + b]), c = 0..HL-1, b in increasing order. */
+static void row_pass(const float *restrict t, int rx, const float *restrict w, float *restrict out)
+{
+    int b;
+#ifdef FACELM_VEC8
+    vf8 acc, lo, hi;
+    const vf8 w0 = VF8_SPLAT(w[0]);
+    memcpy(&acc, t + rx, sizeof acc);
+    acc = w0 * acc;
+    for (b = 1; b <= rx; b++) {
+        const vf8 wb = VF8_SPLAT(w[b]);
+        memcpy(&lo, t + rx - b, sizeof lo);
+        memcpy(&hi, t + rx + b, sizeof hi);
+        acc = acc + wb * (lo + hi);
+    }
+    memcpy(out, &acc, sizeof acc);
+#else
+    int c;
+    for (c = 0; c < HL; c++) out[c] = w[0] * t[c + rx];
+    for (b = 1; b <= rx; b++) {
+        const float wb = w[b];
+        const float *lo = t + rx - b, *hi = t + rx + b;
+        for (c = 0; c < HL; c++) out[c] += wb * (lo[c] + hi[c]);
+    }
+#endif
+}
+
+/* Vertical pass: V[r][c] (dy = r - 2) from the row-pass rows H[j] (dy = j - 2 - ry), same
+ * symmetric form. */
+static void col_pass(const float *restrict H, int ry, const float *restrict w, float *restrict V)
+{
+    int r, a;
+    for (r = 0; r < 5; r++) {
+        const float *ctr = H + (size_t)(r + ry) * HL;
+#ifdef FACELM_VEC8
+        vf8 acc, lo, hi;
+        const vf8 w0 = VF8_SPLAT(w[0]);
+        memcpy(&acc, ctr, sizeof acc);
+        acc = w0 * acc;
+        for (a = 1; a <= ry; a++) {
+            const vf8 wa = VF8_SPLAT(w[a]);
+            memcpy(&lo, ctr - (size_t)a * HL, sizeof lo);
+            memcpy(&hi, ctr + (size_t)a * HL, sizeof hi);
+            acc = acc + wa * (lo + hi);
+        }
+        memcpy(V + r * HL, &acc, sizeof acc);
+#else
+        int c;
+        float *out = V + r * HL;
+        for (c = 0; c < HL; c++) out[c] = w[0] * ctr[c];
+        for (a = 1; a <= ry; a++) {
+            const float wa = w[a];
+            const float *lo = ctr - (size_t)a * HL, *hi = ctr + (size_t)a * HL;
+            for (c = 0; c < HL; c++) out[c] += wa * (lo[c] + hi[c]);
+        }
+#endif
+    }
 }
 
 /* -------------------------------------------------- per-type refinement code
  * One keypoint: base points at its map's element (0, 0); element (y, x) is
- * base[y * sy + x * sx]. DEQ turns a stored value into float64.
+ * base[y * sy + x * sx]. DEQ turns a stored value into float32, without the scale of
+ * integer maps (the blur is linear: newton_step applies it); DEQD into float64 with it (the score).
+ *
+ * dark: window row t holds columns px-2-rx .. px+5+rx of rows py-2-ry .. py+2+ry. Only the
+ * rows and columns the needed stencil values depend on are read (C, D: stencil half-widths
+ * per axis, 2 for interior peaks); the rest is zero and feeds only unused lanes. table
+ * holds the half kernels: table[q * (R + 1) + b] = weight of tap b of the radius-q kernel.
  */
-#define DEFINE_REFINE(SUF, T, DEQ)                                                         \
+#define WIN_STRIDE (HL + 2 * MAX_RADIUS)
+#define DEFINE_REFINE(SUF, T, DEQ, DEQD, IS_F32)                                           \
     static void refine_dark_##SUF(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w,   \
-                                  int px, int py, int R, const double *table, double scale,  \
+                                  int px, int py, int R, const float *table, double scale,   \
                                   int32_t zp, double *ox, double *oy)                        \
     {                                                                                        \
         int ax = px >= 1 && px <= w - 2, ay = py >= 1 && py <= h - 2;                        \
         int wide_x = px >= 2 && px <= w - 3, wide_y = py >= 2 && py <= h - 3;                \
         int rx = effective_radius(px, w, R), ry = effective_radius(py, h, R);                \
-        const double *wx = table + (size_t)rx * (2 * R + 1) + R; /* wx[b], b in -rx..rx */   \
-        const double *wy = table + (size_t)ry * (2 * R + 1) + R;                             \
-        double hx[5][2 * MAX_RADIUS + 5];                                                    \
-        double L[13];                                                                        \
-        int cm = wide_x ? 2 : (ax ? 1 : 0), c, j, a, b, i;                                   \
-        static const int sdy[13] = {0, 0, 0, 0, 0, -1, 1, -2, 2, -1, -1, 1, 1};              \
-        static const int sdx[13] = {0, -1, 1, -2, 2, 0, 0, 0, 0, -1, 1, -1, 1};              \
-        int need[13];                                                                        \
-        (void)scale;                                                                         \
+        const float *wx = table + (size_t)rx * (R + 1), *wy = table + (size_t)ry * (R + 1);  \
+        int C = wide_x ? 2 : ax, D = wide_y ? 2 : ay;                                        \
+        int lo = 2 - C, hi = 2 + 2 * rx + C, nt = HL + 2 * rx, nr = 5 + 2 * ry, i, j;        \
+        float win[MAX_WIN_ROWS * WIN_STRIDE], H[MAX_WIN_ROWS * HL], V[5 * HL];               \
+        const float *rows = win;                                                             \
+        ptrdiff_t rstride = WIN_STRIDE;                                                      \
         (void)zp;                                                                            \
-        need[0] = 1;                                                                         \
-        need[1] = need[2] = ax;                                                              \
-        need[3] = need[4] = wide_x;                                                          \
-        need[5] = need[6] = ay;                                                              \
-        need[7] = need[8] = wide_y;                                                          \
-        need[9] = need[10] = need[11] = need[12] = ax && ay;                                 \
-        /* horizontal pass: column c needs rows py + [-d - ry, d + ry]. Taps are the outer     \
-           loop so that the row sums are independent chains (each still summed in tap order, \
-           as numpy does). */                                                                \
-        for (c = -cm; c <= cm; c++) {                                                        \
-            int d = c == 0 ? (wide_y ? 2 : (ay ? 1 : 0)) : ((c == 1 || c == -1) && ay ? 1 : 0); \
-            int nr = 2 * (d + ry) + 1;                                                       \
-            double *acc = hx[c + 2];                                                         \
-            const T *col = base + (ptrdiff_t)(py - d - ry) * sy + (ptrdiff_t)(px + c) * sx;  \
-            for (j = 0; j < nr; j++) acc[j] = 0.0;                                           \
-            for (b = -rx; b <= rx; b++) {                                                    \
-                const double wb = wx[b];                                                     \
-                const T *p = col + (ptrdiff_t)b * sx;                                        \
-                for (j = 0; j < nr; j++) acc[j] += wb * DEQ(p[(ptrdiff_t)j * sy]);           \
+        if (IS_F32 && sx == 1 && C == 2 && D == 2 && (py + 2 + ry < h - 1 || px + 5 + rx < w)) { \
+            /* interior float32 NCHW: the lanes read the map in place (the padding lanes may    \
+               run into the next row, never past the map) */                                 \
+            rows = (const float *)(const void *)(base + (ptrdiff_t)(py - 2 - ry) * sy + (px - 2 - rx)); \
+            rstride = sy;                                                                    \
+        } else {                                                                             \
+            /* all window rows first, then the passes (no store-to-load stalls) */           \
+            for (j = 0; j < nr; j++) {                                                       \
+                int dyj = j - 2 - ry;                                                        \
+                float *t = win + (size_t)j * WIN_STRIDE;                                     \
+                const T *p;                                                                  \
+                if (dyj < -D - ry || dyj > D + ry) {                                         \
+                    for (i = 0; i < nt; i++) t[i] = 0.0f;                                    \
+                    continue;                                                                \
+                }                                                                            \
+                for (i = 0; i < lo; i++) t[i] = 0.0f;                                        \
+                for (i = hi + 1; i < nt; i++) t[i] = 0.0f;                                   \
+                p = base + (ptrdiff_t)(py + dyj) * sy + (ptrdiff_t)(px - C - rx) * sx;       \
+                if (sx == 1) {                                                               \
+                    for (i = lo; i <= hi; i++) t[i] = DEQ(p[i - lo]);                        \
+                } else {                                                                     \
+                    for (i = lo; i <= hi; i++) t[i] = DEQ(p[(ptrdiff_t)(i - lo) * sx]);      \
+                }                                                                            \
             }                                                                                \
         }                                                                                    \
-        /* vertical pass at the needed stencil points, again one chain per point */          \
-        {                                                                                    \
-            double B[13];                                                                    \
-            const double *src[13];                                                           \
-            int list[13], cnt = 0, e;                                                        \
-            for (i = 0; i < 13; i++) {                                                       \
-                int dxi = sdx[i];                                                            \
-                int d = dxi == 0 ? (wide_y ? 2 : (ay ? 1 : 0)) : ((dxi == 1 || dxi == -1) && ay ? 1 : 0); \
-                L[i] = 0.0;                                                                  \
-                if (!need[i]) continue;                                                      \
-                src[cnt] = hx[dxi + 2] + sdy[i] + d + ry; /* src[cnt][a], a in -ry..ry */    \
-                B[cnt] = 0.0;                                                                \
-                list[cnt++] = i;                                                             \
-            }                                                                                \
-            for (a = -ry; a <= ry; a++) {                                                    \
-                const double wa = wy[a];                                                     \
-                for (e = 0; e < cnt; e++) B[e] += wa * src[e][a];                            \
-            }                                                                                \
-            for (e = 0; e < cnt; e++) L[list[e]] = log_floor(B[e]);                          \
-        }                                                                                    \
-        newton_step(ax, ay, wide_x, wide_y, L, ox, oy);                                      \
+        for (j = 0; j < nr; j++) row_pass(rows + j * rstride, rx, wx, H + (size_t)j * HL);   \
+        col_pass(H, ry, wy, V);                                                              \
+        newton_step(ax, ay, wide_x, wide_y, V, scale, ox, oy);                               \
     }                                                                                        \
     static void refine_quarter_##SUF(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w, \
                                      int px, int py, double scale, int32_t zp, double *ox,   \
@@ -197,10 +277,12 @@ static void newton_step(int ax, int ay, int wide_x, int wide_y, const double *L,
 
 #define DEQ_F32(v) ((double)(v))
 #define DEQ_INT(v) ((double)((int32_t)(v) - zp) * scale)
+#define DEQF_F32(v) (v)
+#define DEQF_INT(v) ((float)((int32_t)(v) - zp))
 
-DEFINE_REFINE(f32, float, DEQ_F32)
-DEFINE_REFINE(i8, int8_t, DEQ_INT)
-DEFINE_REFINE(u8, uint8_t, DEQ_INT)
+DEFINE_REFINE(f32, float, DEQF_F32, DEQ_F32, 1)
+DEFINE_REFINE(i8, int8_t, DEQF_INT, DEQ_INT, 0)
+DEFINE_REFINE(u8, uint8_t, DEQF_INT, DEQ_INT, 0)
 
 /* ------------------------------------------------------------- peak search
  * NCHW: one contiguous map of n values. Returns the first index of the maximum; sets
@@ -511,11 +593,16 @@ static int check_args(const void *maps, int n, int k, int h, int w, const facelm
     return FACELM_OK;
 }
 
-static void build_table(int R, double *table)
+/* Half kernels in float32: table[q * (R + 1) + b] = tap b (0..q) of the radius-q kernel, 0
+ * for b > q. */
+static void build_table(int R, float *table)
 {
-    int q;
-    for (q = 0; q < (R + 1) * (2 * R + 1); q++) table[q] = 0.0;
-    for (q = 0; q <= R; q++) facelm_gaussian_kernel(q, table + (size_t)q * (2 * R + 1) + (R - q));
+    double k[2 * MAX_RADIUS + 1];
+    int q, b;
+    for (q = 0; q <= R; q++) {
+        facelm_gaussian_kernel(q, k);
+        for (b = 0; b <= R; b++) table[q * (R + 1) + b] = b <= q ? (float)k[q + b] : 0.0f;
+    }
 }
 
 static void write_result(float *coords, float *scores, int valid, int px, int py, double ox,
@@ -539,7 +626,8 @@ static void write_result(float *coords, float *scores, int valid, int px, int py
                             float *scores, void *workspace, size_t workspace_bytes)            \
     {                                                                                          \
         int R = (params ? params->blur_kernel - 1 : 0) / 2, rc, ni, ki, px, py, idx, valid;    \
-        double *table = (double *)workspace, ox, oy;                                           \
+        float *table = (float *)workspace;                                    \
+        double ox, oy;                                           \
         char *tail;                                                                            \
         size_t hw = (size_t)h * (size_t)w, o;                                                  \
         T mv;                                                                                  \

@@ -35,9 +35,27 @@ class Target:
     size: int
     manifest_dir: Path | None = None
     entry: str | None = None
+    fmt: str = "tflite"
+    target: dict | None = None
+    inputs: tuple = ()
+    outputs: tuple = ()
+
+    @property
+    def android(self) -> bool:
+        """A TVM library built for Android (cannot load on the host)."""
+        return "android" in str(self.target or "")
 
 
-def resolve_targets(path: Path, artifacts: list[str] | None = None) -> list[Target]:
+def _from_entry(folder: Path, a) -> Target:
+    from .tvm_runners import tensor_infos
+
+    io = (tuple(tensor_infos(a.input)), tuple(tensor_infos(a.output))) if a.format == "tvm_so" else ((), ())
+    return Target(a.name, (folder / a.file).resolve(), a.sha256, a.bytes, folder.resolve(), a.name, a.format,
+                  a.target, *io)
+
+
+def resolve_targets(path: Path, artifacts: list[str] | None = None,
+                    formats: tuple = ("tflite",)) -> list[Target]:
     """``.tflite`` file or artifact folder -> targets (manifest hashes verified).
 
     A folder must hold a ``manifest.json``; its TFLite artifacts are benchmarked
@@ -55,15 +73,16 @@ def resolve_targets(path: Path, artifacts: list[str] | None = None) -> list[Targ
                 raise InputError(f"{path} has neither a manifest.json nor .tflite files")
             return [_plain(p) for p in tflites if not artifacts or p.stem in artifacts]
         manifest = load_manifest(path, verify=True)
-        entries = [a for a in manifest.artifacts if a.format == "tflite"]
+        entries = [a for a in manifest.artifacts if a.format in formats]
         if artifacts:
             unknown = set(artifacts) - {a.name for a in entries}
             if unknown:
-                raise InputError(f"no TFLite artifacts {sorted(unknown)} in {path}; it has {[a.name for a in entries]}")
+                raise InputError(f"no {'/'.join(formats)} artifacts {sorted(unknown)} in {path}; "
+                                 f"it has {[a.name for a in entries]}")
             entries = [a for a in entries if a.name in artifacts]
         if not entries:
-            raise InputError(f"{path}/manifest.json lists no TFLite artifacts")
-        return [Target(a.name, (path / a.file).resolve(), a.sha256, a.bytes, path.resolve(), a.name) for a in entries]
+            raise InputError(f"{path}/manifest.json lists no {'/'.join(formats)} artifacts")
+        return [_from_entry(path, a) for a in entries]
     if not path.is_file():
         raise InputError(f"{path} does not exist")
     if path.suffix != ".tflite":
@@ -78,7 +97,7 @@ def resolve_targets(path: Path, artifacts: list[str] | None = None) -> list[Targ
                 from sdk.runtime.manifest import verify_artifact
 
                 verify_artifact(path.parent, a)
-                return [Target(a.name, path.resolve(), a.sha256, a.bytes, path.parent.resolve(), a.name)]
+                return [_from_entry(path.parent, a)]
     return [_plain(path)]
 
 
@@ -121,7 +140,7 @@ def run_one(runner, target: Target, options: BenchOptions, drift_source: str = "
     r["thermal"]["before"] = runner.thermal().to_dict()
     try:
         handle = runner.prepare(target.path, target.sha256)
-        m = runner.benchmark(handle)
+        m = runner.benchmark(handle, list(target.inputs)) if target.fmt == "tvm_so" else runner.benchmark(handle)
         r["latency_ms"], r["memory_mb"], r["notes"] = m.latency, m.memory, m.notes
         if options.drift:
             r["drift"] = measure_drift(runner, handle, target, options, drift_source)
@@ -139,35 +158,58 @@ def measure_drift(runner, handle, target: Target, options: BenchOptions, source:
     from .drift import plan_drift
 
     plan = plan_drift(target.manifest_dir, target.entry, options.drift_samples, source)
-    inputs, outputs = tflite_io(target.path)
+    if target.fmt == "tvm_so":
+        inputs, outputs = list(target.inputs), list(target.outputs)
+    else:
+        inputs, outputs = tflite_io(target.path)
     outs = runner.outputs(handle, inputs, outputs, plan.samples(inputs))
     return plan.evaluate(outs, outputs)
 
 
-def run_device(runner, targets: list[Target], options: BenchOptions, results: Path | None,
+class Runners:
+    """The runners of one device, made (and set up) on first use, one per artifact format."""
+
+    def __init__(self, serial: str, makers: dict):
+        self.serial = serial
+        self._makers = makers
+        self._live: dict = {}
+
+    def get(self, fmt: str):
+        if fmt not in self._live:
+            if fmt not in self._makers:
+                raise InputError(f"no runner for {fmt} artifacts here (TVM on a phone needs --tvm-rpc)")
+            runner = self._makers[fmt]()
+            self._live[fmt] = runner
+            runner.setup()
+        return self._live[fmt]
+
+    def close(self) -> None:
+        for runner in self._live.values():
+            try:
+                runner.close()
+            except FacelmError as exc:  # cleanup on a lost device
+                log.warning("cleanup on %s failed: %s", self.serial, exc)
+
+
+def run_device(runners: Runners, targets: list[Target], options: BenchOptions, results: Path | None,
                done: set, drift_source: str = "synthetic", position: int = 0) -> tuple[list, int]:
     """All targets on one device, one at a time. Returns (records, skipped)."""
     from tqdm import tqdm
 
     out, skipped = [], 0
     try:
-        runner.setup()
-        serial = runner.facts().serial
-        for target in tqdm(targets, desc=f"bench {serial}", position=position, leave=False, unit="model",
-                           disable=None):
-            key = (serial, target.sha256, _options_key(options))
+        for target in tqdm(targets, desc=f"bench {runners.serial}", position=position, leave=False,
+                           unit="model", disable=None):
+            key = (runners.serial, target.sha256, _options_key(options))
             if key in done:
                 skipped += 1
                 continue
-            r = run_one(runner, target, options, drift_source)
+            r = run_one(runners.get(target.fmt), target, options, drift_source)
             if results is not None:
                 rec.append_record(results, r)
             out.append(r)
     finally:
-        try:
-            runner.close()
-        except FacelmError as exc:  # cleanup on a lost device
-            log.warning("cleanup failed: %s", exc)
+        runners.close()
     return out, skipped
 
 
@@ -194,7 +236,8 @@ def choose_devices(adb: Adb, serials: list[str], all_devices: bool) -> list[str]
 def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str] | None = None,
           all_devices: bool = False, local: bool | None = None, results: Path | None = DEFAULT_RESULTS,
           resume: bool = False, json_out: Path | None = None, adb: Adb | None = None,
-          artifacts: list[str] | None = None, drift_source: str = "synthetic") -> BenchResult:
+          artifacts: list[str] | None = None, drift_source: str = "synthetic", tvm_rpc: str | None = None,
+          tvm_port: int = 9090) -> BenchResult:
     """Benchmark ``path`` (a .tflite or an artifact folder) on devices or locally.
 
     Args:
@@ -203,11 +246,24 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
         results: JSONL file every finished run is appended to (None: do not append).
         resume: skip runs whose (serial, artifact sha256, options) are in ``results``.
         json_out: also write this invocation's records to this file (atomically).
+        tvm_rpc: host file or device path of ``tvm_rpc``; enables TVM artifacts on phones
+            (Android-linked ones, unless ``artifacts`` names others). Locally, TVM host
+            ``.so`` artifacts run when TVM is installed.
     Raises:
         DeviceError: after all devices finished, if any device failed (its finished
             runs are kept in ``results``).
     """
-    targets = resolve_targets(path, artifacts)
+    if local is None:
+        local = _no_device_attached(adb, serials, all_devices)
+        note = "no device attached: benchmarking on this host (local backend, ai-edge-litert)" if local else ""
+    else:
+        note = ""
+    want_tvm = tvm_rpc is not None or (local and _have_tvm())
+    targets = resolve_targets(path, artifacts, ("tflite", "tvm_so") if want_tvm else ("tflite",))
+    if not artifacts:  # a host cannot load Android libraries, a phone cannot load host ones
+        targets = [t for t in targets if t.fmt != "tvm_so" or t.android != bool(local)]
+    if not targets:
+        raise InputError(f"nothing to benchmark in {path} on {'this host' if local else 'the device'}")
     if options.drift:
         plain = [t.name for t in targets if t.manifest_dir is None]
         if plain:
@@ -215,13 +271,13 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
     done: set = set()
     if resume and results is not None and Path(results).exists():
         done = {rec.run_key(r) for r in rec.read_records(results) if r.get("status") in ("ok", "failed")}
-    result = BenchResult()
-    if local is None:
-        local = _no_device_attached(adb, serials, all_devices)
-        if local:
-            result.backend_note = "no device attached: benchmarking on this host (local backend, ai-edge-litert)"
+    result = BenchResult(backend_note=note)
     if local:
-        recs, skipped = run_device(LocalTfliteRunner(options), targets, options, results, done, drift_source)
+        from .tvm_runners import LocalTvmRunner
+
+        runners = Runners("local", {"tflite": lambda: LocalTfliteRunner(options),
+                                    "tvm_so": lambda: LocalTvmRunner(options)})
+        recs, skipped = run_device(runners, targets, options, results, done, drift_source)
         result.records, result.skipped = recs, skipped
     else:
         adb = adb or Adb(timeout_s=options.timeout_s)
@@ -230,9 +286,14 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
         lock = threading.Lock()
 
         def worker(i: int, serial: str) -> None:
+            from .tvm_runners import TvmRpcRunner
+
+            makers = {"tflite": lambda: BenchmarkModelRunner(adb, serial, options)}
+            if tvm_rpc is not None:
+                makers["tvm_so"] = lambda: TvmRpcRunner(adb, serial, options, tvm_rpc, tvm_port)
             try:
-                recs, skipped = run_device(BenchmarkModelRunner(adb, serial, options), targets, options, results,
-                                           done, drift_source, position=i)
+                recs, skipped = run_device(Runners(serial, makers), targets, options, results, done,
+                                           drift_source, position=i)
                 with lock:
                     result.records.extend(recs)
                     result.skipped += skipped
@@ -252,6 +313,12 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
         err.result = result
         raise err
     return result
+
+
+def _have_tvm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tvm") is not None
 
 
 def _no_device_attached(adb: Adb | None, serials, all_devices) -> bool:

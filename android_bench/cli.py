@@ -101,6 +101,9 @@ def register_bench(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--drift-source", default="synthetic", help="'synthetic' or a face folder")
     p.add_argument("--benchmark-binary", default=D.benchmark_binary,
                    help="host file to push, or device path of benchmark_model")
+    p.add_argument("--tvm-rpc", default=None, metavar="TVM_RPC",
+                   help="host file or device path of tvm_rpc: also benchmark TVM artifacts on the phone")
+    p.add_argument("--tvm-port", type=int, default=9090, help="device port of the tvm_rpc server")
     p.add_argument("--workdir", default=D.workdir, help="device directory for pushed files")
     p.add_argument("--keep", action="store_true", help="leave pushed files on the device")
     p.add_argument("--timeout", type=float, default=D.timeout_s, help="timeout of each adb call (s)")
@@ -147,7 +150,7 @@ def drive_bench(args) -> int:
         result = bench(Path(args.target[0]), options, serials=args.serial, all_devices=args.all_devices,
                        local=True if args.local or adb is None else None, results=args.results,
                        resume=args.resume, json_out=args.json, adb=adb, artifacts=args.artifact,
-                       drift_source=args.drift_source)
+                       drift_source=args.drift_source, tvm_rpc=args.tvm_rpc, tvm_port=args.tvm_port)
     except DeviceError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:
@@ -227,5 +230,11 @@ def drive_virtual_device(args) -> int:
         print(f"adb connect {adb.connect(vd.serial)}", flush=True)
     else:
         print(f"connect with: adb connect {vd.serial}", flush=True)
+    import signal
+
+    def _stop(signum, frame):  # SIGTERM: stop cleanly, killing the commands still running
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
     vd.serve_forever()
     return 0

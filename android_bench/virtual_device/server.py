@@ -342,6 +342,7 @@ class VirtualDevice:
         self._threads: list[threading.Thread] = []
         self._conns: list[Connection] = []
         self._procs: set[subprocess.Popen] = set()
+        self._groups: set[int] = set()  # process groups of every command (background jobs outlive the shell)
         self._stop = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------
@@ -380,6 +381,11 @@ class VirtualDevice:
             conn.kill()
         for proc in list(self._procs):
             _kill_group(proc)
+        for pgid in list(self._groups):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self._listener is not None:
             self._listener.close()
         for t in self._threads:
@@ -458,6 +464,7 @@ class VirtualDevice:
             stream.refuse()
             return
         self._procs.add(proc)
+        self._groups.add(proc.pid)
         stream.accept()
 
         def pump(pipe, kind: int) -> None:

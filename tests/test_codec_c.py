@@ -5,6 +5,7 @@ they share the floating-point order (only libm's log could differ by an ulp).
 """
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -148,9 +149,18 @@ def _run_driver(exe: Path, maps: np.ndarray, method: int, blur_kernel: int, nhwc
     return vals[: n * k * 2].reshape(n, k, 2), vals[n * k * 2:].reshape(n, k)
 
 
-#: Builds of the core: default (SSE2 intrinsics on x86-64), the generic vector-extension
-#: path other targets (ARM NEON) take, and plain C99 loops.
-CORE_VARIANTS = {"default": [], "generic_vectors": ["-U__SSE2__"], "plain_c99": ["-DFACELM_NO_VECTOR_EXT"]}
+#: Builds of the core: default (on x86-64: SSE2 intrinsics plus AVX2 kernels chosen at run
+#: time), SSE2 only (no run-time dispatch), AVX2 at compile time (-mavx2, where this CPU has
+#: it), the generic vector-extension path other targets (ARM NEON) take, and plain C99 loops.
+CORE_VARIANTS = {"default": [], "sse2_only": ["-DFACELM_NO_DISPATCH"], "avx2_compiled": ["-mavx2"],
+                 "generic_vectors": ["-U__SSE2__"], "plain_c99": ["-DFACELM_NO_VECTOR_EXT"]}
+
+
+def _cpu_has_avx2() -> bool:
+    try:
+        return " avx2 " in Path("/proc/cpuinfo").read_text().replace("\n", " ") + " "
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module", params=list(CORE_VARIANTS))
@@ -158,8 +168,11 @@ def driver(request, tmp_path_factory) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no system C compiler")
+    flags = CORE_VARIANTS[request.param]
+    if "-mavx2" in flags and not (platform.machine() in ("x86_64", "AMD64") and _cpu_has_avx2()):
+        pytest.skip("this CPU has no AVX2")
     exe = tmp_path_factory.mktemp("cdriver") / f"facelm_dark_driver_{request.param}"
-    cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", *CORE_VARIANTS[request.param],
+    cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", *flags,
            f"-I{CSRC}", str(ROOT / "tests" / "c" / "facelm_dark_driver.c"), str(CSRC / "facelm_dark.c"),
            "-o", str(exe), "-lm"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -33,6 +33,32 @@
 #define LANES 16
 #define MAX_RADIUS ((FACELM_MAX_BLUR_KERNEL - 1) / 2)
 
+/* x86-64 AVX2 kernels (8-lane blur, 32-byte peak search), same results as the others:
+ * - built with -mavx2 (__AVX2__): always used;
+ * - GCC/Clang on x86-64 otherwise: compiled with a target attribute and chosen at run time
+ *   with __builtin_cpu_supports (off with -DFACELM_NO_DISPATCH, on Android, or with
+ *   -DFACELM_NO_VECTOR_EXT, which keeps every hot loop plain C99).
+ * Any other compiler or target (ARM NEON, plain cc) never sees this code. */
+#if !defined(FACELM_NO_VECTOR_EXT) && defined(__x86_64__) && defined(__SSE2__) && defined(__GNUC__)
+#if defined(__AVX2__)
+#define FACELM_AVX2 1
+#define FACELM_AVX2_ATTR
+#define FACELM_HAVE_AVX2() 1
+#elif !defined(FACELM_NO_DISPATCH) && !defined(__ANDROID__)
+#define FACELM_AVX2 1
+#define FACELM_AVX2_ATTR __attribute__((target("avx2")))
+#define FACELM_HAVE_AVX2() (__builtin_cpu_supports("avx2") != 0)
+#endif
+#endif
+#ifdef FACELM_AVX2
+#include <immintrin.h>
+#endif
+#if defined(__GNUC__)
+#define FACELM_INLINE static inline __attribute__((always_inline))
+#else
+#define FACELM_INLINE static inline
+#endif
+
 /* ------------------------------------------------------------------ kernels */
 
 void facelm_gaussian_kernel(int radius, double *out)
@@ -142,7 +168,7 @@ typedef float vf8 __attribute__((vector_size(HL * sizeof(float))));
 
 /* Horizontal pass over one window row (rule 5c): out[c] = w[0] t[c + rx] +
  * sum_{b=1..rx} w[b] (t[c + rx - b] + t[c + rx + b]), c = 0..HL-1, b in increasing order. */
-static void row_pass(const float *restrict t, int rx, const float *restrict w, float *restrict out)
+FACELM_INLINE void row_pass(const float *restrict t, int rx, const float *restrict w, float *restrict out)
 {
     int b;
 #ifdef FACELM_VEC8
@@ -170,7 +196,7 @@ static void row_pass(const float *restrict t, int rx, const float *restrict w, f
 
 /* Vertical pass: V[r][c] (dy = r - 2) from the row-pass rows H[j] (dy = j - 2 - ry), same
  * symmetric form. */
-static void col_pass(const float *restrict H, int ry, const float *restrict w, float *restrict V)
+FACELM_INLINE void col_pass(const float *restrict H, int ry, const float *restrict w, float *restrict V)
 {
     int r, a;
     for (r = 0; r < 5; r++) {
@@ -203,16 +229,16 @@ static void col_pass(const float *restrict H, int ry, const float *restrict w, f
 /* -------------------------------------------------- per-type refinement code
  * One keypoint: base points at its map's element (0, 0); element (y, x) is
  * base[y * sy + x * sx]. DEQ turns a stored value into float32, without the scale of
- * integer maps (the blur is linear: newton_step applies it); DEQD into float64 with it (the score).
+ * integer maps (the blur is linear: newton_step applies it; quarter needs only signs).
  *
  * dark: window row t holds columns px-2-rx .. px+5+rx of rows py-2-ry .. py+2+ry. Only the
  * rows and columns the needed stencil values depend on are read (C, D: stencil half-widths
  * per axis, 2 for interior peaks); the rest is zero and feeds only unused lanes. table
  * holds the half kernels: table[q * (R + 1) + b] = weight of tap b of the radius-q kernel.
  */
-#define WIN_STRIDE (HL + 2 * MAX_RADIUS)
-#define DEFINE_REFINE(SUF, T, DEQ, DEQD, IS_F32)                                           \
-    static void refine_dark_##SUF(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w,   \
+#define WIN_STRIDE (HL + 2 * MAX_RADIUS + 8)
+#define DEFINE_REFINE_DARK(NAME, ATTR, T, DEQ, IS_F32)                                     \
+    ATTR static void NAME(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w,   \
                                   int px, int py, int R, const float *table, double scale,   \
                                   int32_t zp, double *ox, double *oy)                        \
     {                                                                                        \
@@ -241,20 +267,35 @@ static void col_pass(const float *restrict H, int ry, const float *restrict w, f
                     for (i = 0; i < nt; i++) t[i] = 0.0f;                                    \
                     continue;                                                                \
                 }                                                                            \
-                for (i = 0; i < lo; i++) t[i] = 0.0f;                                        \
-                for (i = hi + 1; i < nt; i++) t[i] = 0.0f;                                   \
+                t[0] = t[1] = 0.0f; /* lo <= 2 */                                            \
                 p = base + (ptrdiff_t)(py + dyj) * sy + (ptrdiff_t)(px - C - rx) * sx;       \
                 if (sx == 1) {                                                               \
-                    for (i = lo; i <= hi; i++) t[i] = DEQ(p[i - lo]);                        \
+                    /* fixed-width chunks vectorize well; then the remainder */              \
+                    float *d = t + lo;                                                       \
+                    int l, cnt = hi - lo + 1;                                                \
+                    for (i = 0; i + 8 <= cnt; i += 8)                                        \
+                        for (l = 0; l < 8; l++) d[i + l] = DEQ(p[i + l]);                    \
+                    for (; i < cnt; i++) d[i] = DEQ(p[i]);                                   \
                 } else {                                                                     \
                     for (i = lo; i <= hi; i++) t[i] = DEQ(p[(ptrdiff_t)(i - lo) * sx]);      \
                 }                                                                            \
+                for (i = 0; i < 8; i++) t[hi + 1 + i] = 0.0f; /* nt - 1 - hi <= HL - 3 */    \
             }                                                                                \
         }                                                                                    \
-        for (j = 0; j < nr; j++) row_pass(rows + j * rstride, rx, wx, H + (size_t)j * HL);   \
-        col_pass(H, ry, wy, V);                                                              \
+        if (rx == 5) { /* DarkPose's k = 11, unrolled; the same operations */                \
+            for (j = 0; j < nr; j++) row_pass(rows + j * rstride, 5, wx, H + (size_t)j * HL); \
+        } else {                                                                             \
+            for (j = 0; j < nr; j++) row_pass(rows + j * rstride, rx, wx, H + (size_t)j * HL); \
+        }                                                                                    \
+        if (ry == 5) {                                                                       \
+            col_pass(H, 5, wy, V);                                                           \
+        } else {                                                                             \
+            col_pass(H, ry, wy, V);                                                          \
+        }                                                                                    \
         newton_step(ax, ay, wide_x, wide_y, V, scale, ox, oy);                               \
-    }                                                                                        \
+    }
+
+#define DEFINE_QUARTER(SUF, T, DEQ)                                                        \
     static void refine_quarter_##SUF(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w, \
                                      int px, int py, double scale, int32_t zp, double *ox,   \
                                      double *oy)                                             \
@@ -280,9 +321,17 @@ static void col_pass(const float *restrict H, int ry, const float *restrict w, f
 #define DEQF_F32(v) (v)
 #define DEQF_INT(v) ((float)((int32_t)(v) - zp))
 
-DEFINE_REFINE(f32, float, DEQF_F32, DEQ_F32, 1)
-DEFINE_REFINE(i8, int8_t, DEQF_INT, DEQ_INT, 0)
-DEFINE_REFINE(u8, uint8_t, DEQF_INT, DEQ_INT, 0)
+DEFINE_QUARTER(f32, float, DEQF_F32)
+DEFINE_QUARTER(i8, int8_t, DEQF_INT)
+DEFINE_QUARTER(u8, uint8_t, DEQF_INT)
+DEFINE_REFINE_DARK(refine_dark_f32, , float, DEQF_F32, 1)
+DEFINE_REFINE_DARK(refine_dark_i8, , int8_t, DEQF_INT, 0)
+DEFINE_REFINE_DARK(refine_dark_u8, , uint8_t, DEQF_INT, 0)
+#ifdef FACELM_AVX2
+DEFINE_REFINE_DARK(refine_dark_f32_avx2, FACELM_AVX2_ATTR, float, DEQF_F32, 1)
+DEFINE_REFINE_DARK(refine_dark_i8_avx2, FACELM_AVX2_ATTR, int8_t, DEQF_INT, 0)
+DEFINE_REFINE_DARK(refine_dark_u8_avx2, FACELM_AVX2_ATTR, uint8_t, DEQF_INT, 0)
+#endif
 
 /* ------------------------------------------------------------- peak search
  * NCHW: one contiguous map of n values. Returns the first index of the maximum; sets
@@ -290,63 +339,78 @@ DEFINE_REFINE(u8, uint8_t, DEQF_INT, DEQ_INT, 0)
  */
 #if defined(__SSE2__) && !defined(FACELM_NO_VECTOR_EXT)
 #include <emmintrin.h>
-/* x86-64 (SSE2 is its baseline): two passes are cheaper than one. Pass 1 keeps only the
- * maximum (MAXPS ignores a NaN in its first operand) and a NaN/Inf accumulator; pass 2
- * finds the first element equal to it, stopping there. */
-static int peak_f32(const float *x, int n, float *maxv, int *valid)
+/* Shared end of the single-pass float searches: M is the maximum over blocks (NaN values
+ * never win a comparison), bb the first block holding it (-1: none), sum the sum of all
+ * values (non-finite iff some value is NaN/Inf, or, rarely, on overflow: then an exact scan
+ * decides). Returns the first index of M and sets *valid. */
+static int finish_peak_f32(const float *x, int n, int block, float M, int bb, float sum, int tail_best,
+                           float *maxv, int *valid)
 {
-    __m128 m0 = _mm_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
-    __m128 acc = _mm_setzero_ps(), z = _mm_setzero_ps(), key;
-    float lanes[4], M, a;
-    int i, nb = n / LANES, best = -1;
-    for (i = 0; i < nb; i++) {
-        const float *p = x + (size_t)i * LANES;
-        __m128 v0 = _mm_loadu_ps(p), v1 = _mm_loadu_ps(p + 4), v2 = _mm_loadu_ps(p + 8),
-               v3 = _mm_loadu_ps(p + 12);
-        m0 = _mm_max_ps(v0, m0);
-        m1 = _mm_max_ps(v1, m1);
-        m2 = _mm_max_ps(v2, m2);
-        m3 = _mm_max_ps(v3, m3);
-        acc = _mm_add_ps(acc, _mm_add_ps(_mm_add_ps(_mm_mul_ps(v0, z), _mm_mul_ps(v1, z)),
-                                         _mm_add_ps(_mm_mul_ps(v2, z), _mm_mul_ps(v3, z))));
-    }
-    m0 = _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3));
-    _mm_storeu_ps(lanes, m0);
-    M = lanes[0];
-    for (i = 1; i < 4; i++) M = lanes[i] > M ? lanes[i] : M;
-    _mm_storeu_ps(lanes, acc);
-    a = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for (i = nb * LANES; i < n; i++) {
-        a += x[i] * 0.0f;
-        M = x[i] > M ? x[i] : M;
-    }
+    int i, best = tail_best;
     *maxv = M;
-    *valid = (a == 0.0f) && isfinite(M);
-    if (!*valid) return 0;
-    key = _mm_set1_ps(M);
-    for (i = 0; i < nb && best < 0; i++) {
-        const float *p = x + (size_t)i * LANES;
-        __m128 e = _mm_or_ps(_mm_or_ps(_mm_cmpeq_ps(_mm_loadu_ps(p), key), _mm_cmpeq_ps(_mm_loadu_ps(p + 4), key)),
-                             _mm_or_ps(_mm_cmpeq_ps(_mm_loadu_ps(p + 8), key), _mm_cmpeq_ps(_mm_loadu_ps(p + 12), key)));
-        if (_mm_movemask_ps(e)) {
-            int j;
-            for (j = 0; j < LANES; j++) {
-                if (p[j] == M) {
-                    best = i * LANES + j;
-                    break;
-                }
+    *valid = 1;
+    if (!isfinite(sum)) {
+        for (i = 0; i < n; i++) {
+            if (!isfinite(x[i])) {
+                *valid = 0;
+                return 0;
             }
         }
     }
-    for (i = nb * LANES; i < n && best < 0; i++) {
-        if (x[i] == M) best = i;
+    if (best < 0 && bb >= 0) {
+        for (i = bb * block; i < n && x[i] != M; i++) {
+        }
+        best = i;
+    }
+    if (best < 0) { /* all -Inf (caught above) */
+        *valid = 0;
+        return 0;
     }
     if (best == 0) { /* a constant map has its first maximum at 0 */
         for (i = 1; i < n && x[i] == M; i++) {
         }
         if (i == n) *valid = 0;
     }
-    return best < 0 ? 0 : best;
+    return best;
+}
+
+/* x86-64 (SSE2 is its baseline): one pass over blocks of 32 values. Per block a max tree
+ * and a sum tree (MAXPS returns its second operand when one is NaN: a NaN never becomes
+ * the maximum, and the sum catches it); the block max is compared with the running one
+ * only through a movemask. */
+static int peak_f32(const float *x, int n, float *maxv, int *valid)
+{
+    const int block = 32;
+    int i, nb = n / block, bb = -1, tail_best = -1;
+    float M = -INFINITY, sum, lanes[4];
+    __m128 run = _mm_set1_ps(-INFINITY), acc = _mm_setzero_ps();
+    for (i = 0; i < nb; i++) {
+        const float *p = x + (size_t)i * block;
+        __m128 v0 = _mm_loadu_ps(p), v1 = _mm_loadu_ps(p + 4), v2 = _mm_loadu_ps(p + 8),
+               v3 = _mm_loadu_ps(p + 12), v4 = _mm_loadu_ps(p + 16), v5 = _mm_loadu_ps(p + 20),
+               v6 = _mm_loadu_ps(p + 24), v7 = _mm_loadu_ps(p + 28);
+        __m128 m = _mm_max_ps(_mm_max_ps(_mm_max_ps(v0, v1), _mm_max_ps(v2, v3)),
+                              _mm_max_ps(_mm_max_ps(v4, v5), _mm_max_ps(v6, v7)));
+        acc = _mm_add_ps(acc, _mm_add_ps(_mm_add_ps(_mm_add_ps(v0, v1), _mm_add_ps(v2, v3)),
+                                         _mm_add_ps(_mm_add_ps(v4, v5), _mm_add_ps(v6, v7))));
+        if (_mm_movemask_ps(_mm_cmpgt_ps(m, run))) {
+            m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+            m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+            M = _mm_cvtss_f32(m);
+            run = _mm_set1_ps(M);
+            bb = i;
+        }
+    }
+    _mm_storeu_ps(lanes, acc);
+    sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (i = nb * block; i < n; i++) {
+        sum += x[i];
+        if (x[i] > M) {
+            M = x[i];
+            tail_best = i;
+        }
+    }
+    return finish_peak_f32(x, n, block, M, bb, sum, tail_best, maxv, valid);
 }
 #else
 #if defined(__GNUC__) && !defined(FACELM_NO_VECTOR_EXT) /* e.g. ARM NEON */
@@ -511,6 +575,78 @@ static int peak_f32(const float *x, int n, float *maxv, int *valid)
 DEFINE_PEAK_INT(i8, int8_t, INT8_MIN)
 DEFINE_PEAK_INT(u8, uint8_t, 0)
 
+#ifdef FACELM_AVX2
+/* The same single pass with 8-lane AVX vectors, blocks of 64 values. */
+FACELM_AVX2_ATTR static int peak_f32_avx2(const float *x, int n, float *maxv, int *valid)
+{
+    const int block = 64;
+    int i, nb = n / block, bb = -1, tail_best = -1;
+    float M = -INFINITY, sum, lanes[8];
+    __m256 run = _mm256_set1_ps(-INFINITY), acc = _mm256_setzero_ps();
+    for (i = 0; i < nb; i++) {
+        const float *p = x + (size_t)i * block;
+        __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8), v2 = _mm256_loadu_ps(p + 16),
+               v3 = _mm256_loadu_ps(p + 24), v4 = _mm256_loadu_ps(p + 32), v5 = _mm256_loadu_ps(p + 40),
+               v6 = _mm256_loadu_ps(p + 48), v7 = _mm256_loadu_ps(p + 56);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_max_ps(v0, v1), _mm256_max_ps(v2, v3)),
+                                 _mm256_max_ps(_mm256_max_ps(v4, v5), _mm256_max_ps(v6, v7)));
+        acc = _mm256_add_ps(acc, _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3)),
+                                               _mm256_add_ps(_mm256_add_ps(v4, v5), _mm256_add_ps(v6, v7))));
+        if (_mm256_movemask_ps(_mm256_cmp_ps(m, run, _CMP_GT_OQ))) {
+            __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            h = _mm_max_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(1, 0, 3, 2)));
+            h = _mm_max_ps(h, _mm_shuffle_ps(h, h, _MM_SHUFFLE(2, 3, 0, 1)));
+            M = _mm_cvtss_f32(h);
+            run = _mm256_set1_ps(M);
+            bb = i;
+        }
+    }
+    _mm256_storeu_ps(lanes, acc);
+    sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for (i = nb * block; i < n; i++) {
+        sum += x[i];
+        if (x[i] > M) {
+            M = x[i];
+            tail_best = i;
+        }
+    }
+    return finish_peak_f32(x, n, block, M, bb, sum, tail_best, maxv, valid);
+}
+
+/* Byte maps: 32-byte signed/unsigned max, then memchr for the first occurrence. */
+#define DEFINE_PEAK_INT_AVX2(SUF, T, TMIN, MAXOP)                                           \
+    FACELM_AVX2_ATTR static int peak_##SUF##_avx2(const T *x, int n, T *maxv, int *valid)   \
+    {                                                                                       \
+        __m256i a0 = _mm256_set1_epi8((char)(TMIN)), a1 = a0, a2 = a0, a3 = a0;              \
+        T tmp[32], M = TMIN;                                                                \
+        int i, l, nb = n / 128, j;                                                          \
+        const T *hit;                                                                       \
+        for (i = 0; i < nb; i++) {                                                          \
+            const __m256i *p = (const __m256i *)(const void *)(x + (size_t)i * 128);        \
+            a0 = MAXOP(a0, _mm256_loadu_si256(p));                                          \
+            a1 = MAXOP(a1, _mm256_loadu_si256(p + 1));                                      \
+            a2 = MAXOP(a2, _mm256_loadu_si256(p + 2));                                      \
+            a3 = MAXOP(a3, _mm256_loadu_si256(p + 3));                                      \
+        }                                                                                   \
+        a0 = MAXOP(MAXOP(a0, a1), MAXOP(a2, a3));                                           \
+        _mm256_storeu_si256((__m256i *)(void *)tmp, a0);                                    \
+        for (l = 0; l < 32; l++) M = tmp[l] > M ? tmp[l] : M;                               \
+        for (i = nb * 128; i < n; i++) M = x[i] > M ? x[i] : M;                             \
+        hit = (const T *)memchr(x, *(const unsigned char *)&M, (size_t)n);                  \
+        *maxv = M;                                                                          \
+        *valid = 1;                                                                         \
+        i = (int)(hit - x);                                                                 \
+        if (i == 0) {                                                                       \
+            for (j = 1; j < n && x[j] == M; j++) {                                          \
+            }                                                                               \
+            if (j == n) *valid = 0;                                                         \
+        }                                                                                   \
+        return i;                                                                           \
+    }
+DEFINE_PEAK_INT_AVX2(i8, int8_t, INT8_MIN, _mm256_max_epi8)
+DEFINE_PEAK_INT_AVX2(u8, uint8_t, 0, _mm256_max_epu8)
+#endif
+
 /* NHWC: one image [hw][k]. On return m[c] is channel c's maximum, blk[c] the pixel of its
  * first occurrence and valid[c] 0 for NaN/Inf anywhere or a constant channel. */
 static void peaks_nhwc_f32(const float *x, int hw, int k, float *m, int32_t *blk, float *acc,
@@ -619,6 +755,16 @@ static void write_result(float *coords, float *scores, int valid, int px, int py
     *scores = (float)peak;
 }
 
+#ifndef FACELM_AVX2
+#define FACELM_HAVE_AVX2() 0
+#define peak_f32_avx2 peak_f32
+#define peak_i8_avx2 peak_i8
+#define peak_u8_avx2 peak_u8
+#define refine_dark_f32_avx2 refine_dark_f32
+#define refine_dark_i8_avx2 refine_dark_i8
+#define refine_dark_u8_avx2 refine_dark_u8
+#endif
+
 /* One decode function per dtype. PEAK_DEQ turns the raw maximum into the score. */
 #define DEFINE_DECODE(SUF, T, PEAK_DEQ)                                                        \
     static int decode_##SUF(const T *maps, int n, int k, int h, int w, double scale,           \
@@ -626,8 +772,9 @@ static void write_result(float *coords, float *scores, int valid, int px, int py
                             float *scores, void *workspace, size_t workspace_bytes)            \
     {                                                                                          \
         int R = (params ? params->blur_kernel - 1 : 0) / 2, rc, ni, ki, px, py, idx, valid;    \
-        float *table = (float *)workspace;                                    \
-        double ox, oy;                                           \
+        float *table = (float *)workspace;                                                     \
+        double ox, oy;                                                                         \
+        const int avx2 = FACELM_HAVE_AVX2();                                                   \
         char *tail;                                                                            \
         size_t hw = (size_t)h * (size_t)w, o;                                                  \
         T mv;                                                                                  \
@@ -655,14 +802,17 @@ static void write_result(float *coords, float *scores, int valid, int px, int py
                     sy = (ptrdiff_t)w * k;                                                     \
                 } else {                                                                       \
                     base = img + (size_t)ki * hw;                                              \
-                    idx = peak_##SUF(base, (int)hw, &mv, &valid);                              \
+                    idx = avx2 ? peak_##SUF##_avx2(base, (int)hw, &mv, &valid)                 \
+                               : peak_##SUF(base, (int)hw, &mv, &valid);                       \
                     sx = 1;                                                                    \
                     sy = w;                                                                    \
                 }                                                                              \
                 px = idx % w;                                                                  \
                 py = idx / w;                                                                  \
                 ox = oy = 0.0;                                                                 \
-                if (valid && params->method == FACELM_METHOD_DARK)                             \
+                if (valid && params->method == FACELM_METHOD_DARK && avx2)                     \
+                    refine_dark_##SUF##_avx2(base, sx, sy, h, w, px, py, R, table, scale, zp, &ox, &oy); \
+                else if (valid && params->method == FACELM_METHOD_DARK)                        \
                     refine_dark_##SUF(base, sx, sy, h, w, px, py, R, table, scale, zp, &ox, &oy); \
                 else if (valid && params->method == FACELM_METHOD_QUARTER)                     \
                     refine_quarter_##SUF(base, sx, sy, h, w, px, py, scale, zp, &ox, &oy);       \

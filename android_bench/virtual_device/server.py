@@ -267,6 +267,7 @@ class Connection:
             self.peer_version = msg.arg0
             self.max_payload = max(256, min(msg.arg1 or 4096, P.MAX_PAYLOAD))
             log.debug("host CNXN version=0x%08x maxdata=%d banner=%r", msg.arg0, msg.arg1, msg.data)
+            self.device.host_hellos.append((msg.arg0, msg.arg1, msg.data))
             if faults.offline:
                 return
             if faults.unauthorized:
@@ -342,6 +343,7 @@ class VirtualDevice:
         self._threads: list[threading.Thread] = []
         self._conns: list[Connection] = []
         self._procs: set[subprocess.Popen] = set()
+        self.host_hellos: list[tuple[int, int, bytes]] = []  # (version, maxdata, banner) of each CNXN seen
         self._groups: set[int] = set()  # process groups of every command (background jobs outlive the shell)
         self._stop = threading.Event()
 

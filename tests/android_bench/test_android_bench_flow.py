@@ -17,6 +17,10 @@ FAST = dict(runs=5, warmup=1, repeats=2, timeout_s=20, bench_timeout_s=60, drift
 
 
 def test_discover_and_facts(adb, vdev):
+    # What the real client sent: the version that skips checksums, and its features.
+    version, maxdata, banner = vdev.host_hellos[-1]
+    assert version == 0x01000001 and maxdata >= 4096
+    assert banner.startswith(b"host::") and b"shell_v2" in banner
     entries = {e.serial: e for e in adb.devices()}
     assert entries[vdev.serial].state == "device"
     assert entries[vdev.serial].attrs["model"] == "POCOPHONE_F1"

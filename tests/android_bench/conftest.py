@@ -69,7 +69,7 @@ def vdev(vdev_factory):
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """{'fp32': path, 'dyn': path}: a tiny heatmap model and its dynamic-range-quantized twin."""
-    from models import build_heatmap_tflite
+    from android_bench_models import build_heatmap_tflite
 
     d = tmp_path_factory.mktemp("models")
     fp32 = build_heatmap_tflite(d / "fp32.tflite", size=SIZE, k=K)
@@ -119,7 +119,7 @@ def face_landmark_tflite():
 @pytest.fixture(scope="session")
 def plain_dir(models, tmp_path_factory):
     """A folder of .tflite files without a manifest: a tiny one, then a ~2 MB one."""
-    from models import build_big_tflite
+    from android_bench_models import build_big_tflite
 
     d = tmp_path_factory.mktemp("plain")
     shutil.copy(models["fp32"], d / "a_small.tflite")

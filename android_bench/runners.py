@@ -144,6 +144,7 @@ class BenchmarkModelRunner:
         self._facts: dev.DeviceFacts | None = None
         self._binary: str | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="facelm-bench-")
+        self._fixed_perf = False
         self.notes: list[str] = []
 
     # -- device setup ----------------------------------------------------------
@@ -163,6 +164,8 @@ class BenchmarkModelRunner:
                                  timeout_s=self.opt.timeout_s)
             if res.returncode != 0:
                 self.notes.append("fixed performance mode unsupported")
+            else:
+                self._fixed_perf = True  # persists until reboot: switched off again in close()
         self.files.ensure_workdir()
         self._binary = self._ensure_binary()
 
@@ -256,6 +259,10 @@ class BenchmarkModelRunner:
 
     def close(self) -> None:
         try:
+            if self._fixed_perf:
+                self._fixed_perf = False
+                self.adb.shell(self.serial, "cmd power set-fixed-performance-mode-enabled false",
+                               timeout_s=self.opt.timeout_s)
             self.files.cleanup()
         finally:
             self._tmp.cleanup()

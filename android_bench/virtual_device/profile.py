@@ -204,6 +204,8 @@ args = sys.argv[1:]
 if args[:2] == ["power", "set-fixed-performance-mode-enabled"]:
     if not {supported.capitalize()}:
         sys.stderr.write("Unknown command: set-fixed-performance-mode-enabled\\n"); sys.exit(255)
+    with open({json.dumps(str(root / "fixed_performance"))}, "w") as f:
+        f.write(args[2] if len(args) > 2 else "")
     sys.exit(0)
 sys.stderr.write("cmd: Can't find service: " + (args[0] if args else "") + "\\n"); sys.exit(20)
 """), exe)

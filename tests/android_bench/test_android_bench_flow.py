@@ -62,6 +62,8 @@ def test_bench_records_drift_and_report(adb, vdev, artifact_dir, tmp_path):
     assert fp32["drift"]["psnr_db"] is None and fp32["drift"]["drift_mean"] == 0.0
     assert dyn["drift"]["psnr_db"] is not None and 15 < dyn["drift"]["psnr_db"] < 80
     assert dyn["drift"]["samples"] == 2 and dyn["drift"]["reference"] == "fp32"
+    # fixed performance mode was switched on for the run and off again afterwards
+    assert (vdev.root / "fixed_performance").read_text() == "false"
     # pushed files were cleaned up (only the stand-in binary remains)
     left = sorted(p.name for p in (vdev.root / "data/local/tmp").iterdir())
     assert left == ["benchmark_model", "tvm_rpc"]

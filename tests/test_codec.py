@@ -17,7 +17,10 @@ from sdk.errors import ConfigError, InputError
 from sdk.layouts import JD106, flip_landmarks
 
 SUBPIXEL_TOL = 0.01  # px, the issue's accuracy bar
-NEAR_BORDER_NOISE_ALLOWANCE = 1.15  # mean error vs DarkPose over centres >= 3 px from the border
+#: "No worse than DarkPose" with noise, allowing for sampling noise between two estimators
+#: of equal mean (mean error over 6x106 maps; README "Heatmap codec" gives pooled figures).
+NOISE_TIE_ALLOWANCE = 1.005  # all centres >= 3 px from the border
+NEAR_BORDER_TIE_ALLOWANCE = 1.02  # the ~30% of them whose peak is within 7 px of a border
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -106,7 +109,7 @@ def test_window_blur_equals_whole_map_darkpose_blur_in_the_interior():
     assert np.abs(ours - theirs).max() < 1e-4
 
 
-@pytest.mark.parametrize("sigma,noise", [(1.5, 0.03), (2.0, 0.03), (3.0, 0.02), (2.0, 0.08)])
+@pytest.mark.parametrize("sigma,noise", [(1.5, 0.03), (2.0, 0.03), (3.0, 0.02), (2.0, 0.08), (1.0, 0.1), (3.0, 0.1)])
 def test_noisy_maps_dark_no_worse_than_darkpose(sigma, noise):
     """Mean error over centres >= 3 px from the border, vs the DarkPose-style baseline."""
     ref = _baseline()
@@ -120,11 +123,29 @@ def test_noisy_maps_dark_no_worse_than_darkpose(sigma, noise):
     peaks, _ = codec.decode(maps, "argmax")
     interior = np.all((peaks >= 7) & (peaks <= 40), axis=-1)  # the full k=11 window fits
     # Interior: the same algorithm, so the same error. Within 7 px of a border the reference
-    # blurs across zero padding (0.27 px bias on clean sigma-3 maps) while ours shrinks the
-    # kernel (unbiased, a little noisier): README "Heatmap codec" gives the numbers.
+    # blurs across zero padding (biased: 0.2 px on clean sigma-3 maps); ours pads with the
+    # Gaussian fitted to a first pass (rule 5f), unbiased and as smooth.
     assert e_ours[interior].mean() <= e_ref[interior].mean() + 1e-4
-    assert e_ours.mean() <= e_ref.mean() * NEAR_BORDER_NOISE_ALLOWANCE, (e_ours.mean(), e_ref.mean())
+    assert e_ours.mean() <= e_ref.mean() * NOISE_TIE_ALLOWANCE, (e_ours.mean(), e_ref.mean())
+    assert e_ours[~interior].mean() <= e_ref[~interior].mean() * NEAR_BORDER_TIE_ALLOWANCE
     assert e_ours.mean() < 0.5 * np.linalg.norm(codec.decode(maps, "argmax")[0] - centres, axis=-1).mean()
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5, 2.0, 2.5, 3.0])
+def test_dark_is_subpixel_exact_near_borders_where_zero_padding_is_biased(sigma):
+    """Clean Gaussians 3-7 px from one or two borders: <= 0.01 px (DarkPose: up to 0.2 px)."""
+    rng = np.random.default_rng(int(10 * sigma))
+    centres = rng.uniform(8.0, 39.0, (2, 60, 2))
+    dist = rng.uniform(3.0, 7.0, centres.shape)
+    near = rng.random(centres.shape) < 0.6
+    far_side = rng.random(centres.shape) < 0.5
+    centres = np.where(near, np.where(far_side, 47.0 - dist, dist), centres)
+    coords, _ = codec.decode(gaussian_maps(centres, 48, 48, sigma), "dark")
+    err = np.linalg.norm(coords - centres, axis=-1)
+    assert err.max() <= SUBPIXEL_TOL, f"max error {err.max():.4f} px"
+    if sigma >= 2.5:  # the case the border rule exists for: zero padding is visibly biased here
+        theirs, _ = _baseline().decode_darkpose(gaussian_maps(centres, 48, 48, sigma), 11)
+        assert np.linalg.norm(theirs - centres, axis=-1).max() > 5 * SUBPIXEL_TOL
 
 
 def test_nhwc_and_int8_decode_like_nchw_float():

@@ -122,6 +122,26 @@ def test_c_matches_numpy_on_quantized_maps(method, layout):
 
 
 @needs_ext
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_c_matches_numpy_near_borders(layout):
+    """The second, model-padded pass for peaks whose kernel had to shrink (rule 5f)."""
+    rng = np.random.default_rng(21)
+    centres = rng.uniform(3.0, 44.0, (2, 106, 2))
+    for a in range(2):
+        d = rng.uniform(1.5, 7.5, (2, 106))
+        centres[..., a] = np.where(rng.random((2, 106)) < 0.4, np.where(rng.random((2, 106)) < 0.5, d, 47 - d),
+                                   centres[..., a])
+    maps = (gaussian_maps(centres, 48, 48, 2.5) + rng.normal(0, 0.05, (2, 106, 48, 48))).astype(np.float32)
+    q = np.clip(np.round(maps * 150) - 90, -128, 127).astype(np.int8)
+    u = (q.astype(np.int16) + 128).astype(np.uint8)
+    for m, kw in ((maps, {}), (q, {"scale": 1 / 150, "zero_point": -90}), (u, {"scale": 1 / 150, "zero_point": 38})):
+        if layout == "nhwc":
+            m = np.ascontiguousarray(m.transpose(0, 2, 3, 1))
+        for k in (5, 11, 15):
+            assert_agree(*both(m, "dark", layout=layout, blur_kernel=k, **kw))
+
+
+@needs_ext
 def test_c_extension_rejects_bad_buffers():
     from sdk.codec import _cdark
 

@@ -31,12 +31,17 @@ LOG_FLOOR = 1e-10
 #: is dropped to 0 on that axis: a 3-tap kernel biases a clean sigma-1 Gaussian by >0.01 px.
 MIN_SHRUNK_RADIUS = 2
 #: The DARK offset is clamped to [-MAX_OFFSET, MAX_OFFSET] per axis, in heatmap
-#: pixels (a noisy raw argmax can sit a little over 1 px from the blurred peak).
-MAX_OFFSET = 1.5
+#: pixels. On a sigma-3 map with 0.1 noise the raw argmax can sit 2 px from the blurred
+#: peak, and a 1.5 px clamp cost 7% mean error there (DarkPose does not clamp at all).
+MAX_OFFSET = 3.0
 #: The 2-D Newton step needs det(H) > DET_REL_EPS * dxx * dyy (with dxx < 0): a Hessian
 #: that is singular up to rounding is skipped, as DarkPose skips det == 0. Relative, so that
 #: a last-bit difference between two log implementations cannot flip the decision.
 DET_REL_EPS = 1e-10
+#: Near the border, DARK's second pass models the raw map as a Gaussian whose covariance
+#: (first-pass blurred covariance minus the kernel's) must exceed this (px^2, smallest
+#: eigenvalue) to be used; otherwise the first-pass (shrunk-kernel) result stands.
+MODEL_MIN_VAR = 0.25
 #: Score reported for a map with no usable peak (NaN/Inf anywhere, or a constant map);
 #: its coordinates are the map centre ((W-1)/2, (H-1)/2).
 INVALID_SCORE = 0.0

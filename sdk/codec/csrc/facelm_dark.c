@@ -13,7 +13,9 @@
  *      maps as q - zero_point with the scale applied after the blur); log-derivatives are
  *      logs of ratios of max(B, 1e-10) (5 logs); Newton step when the Hessian is negative
  *      definite and det > FACELM_DET_REL_EPS * dxx * dyy (1-D step when only one axis is
- *      refinable);
+ *      refinable); when the kernel had to shrink (border), a second pass with the full
+ *      kernel where pixels outside the map read a Gaussian fitted to the first pass
+ *      (zeros without one);
  *   6. offsets clamped to +-FACELM_MAX_OFFSET.
  * The hot loops (peak search, blur lanes) use SSE2 intrinsics or GCC/Clang vector
  * extensions where available and plain C99 loops otherwise, with the same results;
@@ -116,8 +118,8 @@ static double floor_value(double v)
 /* Newton step (rules 5d, 5e) from the blurred window V[(dy + 2) * HL + dx + 2] (unscaled for
  * integer maps: the value is scale * V). Log-derivatives are logs of ratios of the floored
  * values, 5 logs instead of 13. */
-static void newton_step(int ax, int ay, int wide_x, int wide_y, const float *V, double scale, double *ox,
-                        double *oy)
+static int newton_step(int ax, int ay, int wide_x, int wide_y, const float *V, double scale, double *ox,
+                       double *oy, double *hess)
 {
 #define BV(dy, dx) floor_value((double)V[((dy) + 2) * HL + (dx) + 2] * scale)
     double c = BV(0, 0), cc = c * c, dx = 0.0, dy = 0.0, dxx = 0.0, dyy = 0.0, dxy, det, bx, by, s;
@@ -142,6 +144,10 @@ static void newton_step(int ax, int ay, int wide_x, int wide_y, const float *V, 
             if (isfinite(bx) && isfinite(by)) {
                 *ox = bx;
                 *oy = by;
+                hess[0] = dxx;
+                hess[1] = dyy;
+                hess[2] = dxy;
+                return 1;
             }
         }
     } else if (ax) {
@@ -155,7 +161,62 @@ static void newton_step(int ax, int ay, int wide_x, int wide_y, const float *V, 
             if (isfinite(s)) *oy = s;
         }
     }
+    return 0;
 #undef BV
+}
+
+/* Rule 5f: the raw map near a border peak as a Gaussian amp * exp(-d^T P d / 2), d from
+ * (mx, my), from the first pass's log-Hessian minus the kernels' variances (vx, vy) and
+ * the offsets (clamped). The amplitude is the least-squares fit to the 3x3 values around
+ * the peak (c3[(j + 1) * 3 + i], raster order). Returns 0 when the model is unusable. */
+typedef struct {
+    double mx, my, p00, p01, p11, amp;
+} border_model;
+
+static double model_value(const border_model *g, double x, double y)
+{
+    double ddx = x - g->mx, ddy = y - g->my;
+    double q = ddx * (g->p00 * ddx + g->p01 * ddy) + ddy * (g->p01 * ddx + g->p11 * ddy);
+    return g->amp * exp(-0.5 * q);
+}
+
+static int fit_border_model(const double *hess, double vx, double vy, int px, int py, double ox, double oy,
+                            const double *c3, border_model *g)
+{
+    double dxx = hess[0], dyy = hess[1], dxy = hess[2], det = dxx * dyy - dxy * dxy;
+    double s00 = -dyy / det - vx, s11 = -dxx / det - vy, s01 = dxy / det, a = s00 - FACELM_MODEL_MIN_VAR, ds;
+    double num = 0.0, den = 0.0;
+    int i, j;
+    if (!(a > 0 && a * (s11 - FACELM_MODEL_MIN_VAR) - s01 * s01 > 0)) return 0;
+    ds = s00 * s11 - s01 * s01;
+    g->p00 = s11 / ds;
+    g->p01 = -s01 / ds;
+    g->p11 = s00 / ds;
+    ox = clamp_offset(ox);
+    oy = clamp_offset(oy);
+    g->mx = px + ox;
+    g->my = py + oy;
+    g->amp = 1.0;
+    for (j = -1; j <= 1; j++) {
+        for (i = -1; i <= 1; i++) {
+            double ddx = i - ox, ddy = j - oy;
+            double q = ddx * (g->p00 * ddx + g->p01 * ddy) + ddy * (g->p01 * ddx + g->p11 * ddy);
+            double gq = exp(-0.5 * q);
+            num = num + gq * c3[(j + 1) * 3 + i + 1];
+            den = den + gq * gq;
+        }
+    }
+    g->amp = num / den;
+    return isfinite(g->amp) && g->amp > 0 && isfinite(g->p00) && isfinite(g->p01) && isfinite(g->p11);
+}
+
+/* Variance sum_t w[t] t^2 of the radius-q half kernel w (float32 taps, float64 sum). */
+static double kernel_variance(const float *w, int q)
+{
+    double v = 0.0;
+    int b;
+    for (b = 1; b <= q; b++) v += 2.0 * (double)w[b] * (double)(b * b);
+    return v;
 }
 
 #if defined(__GNUC__) && !defined(FACELM_NO_VECTOR_EXT)
@@ -249,6 +310,8 @@ FACELM_INLINE void col_pass(const float *restrict H, int ry, const float *restri
         int C = wide_x ? 2 : ax, D = wide_y ? 2 : ay;                                        \
         int lo = 2 - C, hi = 2 + 2 * rx + C, nt = HL + 2 * rx, nr = 5 + 2 * ry, i, j;        \
         float win[MAX_WIN_ROWS * WIN_STRIDE], H[MAX_WIN_ROWS * HL], V[5 * HL];               \
+        double hess[3];                                                                      \
+        int stepped;                                                                         \
         const float *rows = win;                                                             \
         ptrdiff_t rstride = WIN_STRIDE;                                                      \
         (void)zp;                                                                            \
@@ -292,7 +355,41 @@ FACELM_INLINE void col_pass(const float *restrict H, int ry, const float *restri
         } else {                                                                             \
             col_pass(H, ry, wy, V);                                                          \
         }                                                                                    \
-        newton_step(ax, ay, wide_x, wide_y, V, scale, ox, oy);                               \
+        stepped = newton_step(ax, ay, wide_x, wide_y, V, scale, ox, oy, hess);               \
+        if (wide_x && wide_y && (rx < R || ry < R)) {                                        \
+            /* rule 5f: the kernel had to shrink; again with the full kernel, pixels outside  \
+               the map reading the Gaussian fitted to the first pass (zeros without one) */  \
+            border_model g;                                                                  \
+            double c3[9], ox2, oy2;                                                          \
+            const float *wf = table + (size_t)R * (R + 1);                                   \
+            int x0 = px - 2 - R, y0 = py - 2 - R, nr2 = 5 + 2 * R, nt2 = HL + 2 * R;         \
+            for (j = -1; j <= 1; j++)                                                        \
+                for (i = -1; i <= 1; i++)                                                    \
+                    c3[(j + 1) * 3 + i + 1] =                                                \
+                        (double)DEQ(base[(ptrdiff_t)(py + j) * sy + (ptrdiff_t)(px + i) * sx]); \
+            if (!stepped || !fit_border_model(hess, kernel_variance(wx, rx), kernel_variance(wy, ry), \
+                                              px, py, *ox, *oy, c3, &g)) {                   \
+                g.mx = g.my = g.p00 = g.p01 = g.p11 = g.amp = 0.0;                           \
+            }                                                                                \
+            {                                                                                \
+                for (j = 0; j < nr2; j++) {                                                  \
+                    float *t = win + (size_t)j * WIN_STRIDE;                                 \
+                    int y = y0 + j;                                                          \
+                    for (i = 0; i < nt2; i++) {                                              \
+                        int x = x0 + i;                                                      \
+                        t[i] = (y >= 0 && y < h && x >= 0 && x < w)                          \
+                                   ? DEQ(base[(ptrdiff_t)y * sy + (ptrdiff_t)x * sx])        \
+                                   : (float)model_value(&g, x, y);                           \
+                    }                                                                        \
+                }                                                                            \
+                for (j = 0; j < nr2; j++) row_pass(win + (size_t)j * WIN_STRIDE, R, wf, H + (size_t)j * HL); \
+                col_pass(H, R, wf, V);                                                       \
+                if (newton_step(ax, ay, wide_x, wide_y, V, scale, &ox2, &oy2, hess)) {       \
+                    *ox = ox2;                                                               \
+                    *oy = oy2;                                                               \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
     }
 
 #define DEFINE_QUARTER(SUF, T, DEQ)                                                        \

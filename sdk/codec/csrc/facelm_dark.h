@@ -34,8 +34,9 @@ extern "C" {
 /* The constants of sdk/codec/config.py. */
 #define FACELM_LOG_FLOOR 1e-10
 #define FACELM_MIN_SHRUNK_RADIUS 2
-#define FACELM_MAX_OFFSET 1.5
+#define FACELM_MAX_OFFSET 3.0
 #define FACELM_DET_REL_EPS 1e-10
+#define FACELM_MODEL_MIN_VAR 0.25
 #define FACELM_INVALID_SCORE 0.0f
 #define FACELM_MAX_BLUR_KERNEL 61
 

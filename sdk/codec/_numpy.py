@@ -152,8 +152,8 @@ def _blur_stencil(g: _Gather, n, k, px, py, radius: int, rx: np.ndarray, ry: np.
     Per value: row pass w[0] v[0] + sum_{b=1..rx} w[b] (v[-b] + v[b]), then the same along
     y over the row-pass values, float32, taps in increasing order; taps beyond a shrunk
     radius are skipped (not multiplied by 0, which would turn an overflowed sum into NaN).
-    rx, ry: (M,) kernel radii. model: (mx, my, p00, p01, p11, amp) (M,) arrays; pixels
-    outside the map then read the model Gaussian (rule 5f) instead of the clipped map.
+    rx, ry: (M,) kernel radii. model: (S, amp) from :func:`_border_model`; pixels outside
+    the map then read the model Gaussian (rule 5f) instead of the clipped map.
     """
     half = kernel_table(radius)[:, radius:].astype(np.float32)  # (R+1, R+1): tap b of radius q
     wx, wy = half[rx], half[ry]  # (M, R+1)
@@ -169,7 +169,7 @@ def _blur_stencil(g: _Gather, n, k, px, py, radius: int, rx: np.ndarray, ry: np.
         if model is None:
             return v
         outside = (rows < 0) | (rows >= g.H) | (cols < 0) | (cols >= g.W)
-        return np.where(outside, _model_values(model, rows, cols), v)
+        return np.where(outside, _model_values(model, px, py, radius, rows, cols), v)
 
     with np.errstate(over="ignore", invalid="ignore"):
         hx = wx[:, 0, None, None] * column(0)  # (M, S, A) float32
@@ -183,13 +183,16 @@ def _blur_stencil(g: _Gather, n, k, px, py, radius: int, rx: np.ndarray, ry: np.
     return out
 
 
-def _model_values(model: tuple, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """float32 amp * exp(-q/2), q = d^T P d, d = (col - mx, row - my) (rule 5f)."""
-    mx, my, p00, p01, p11, amp = (v.reshape(v.shape + (1,) * (rows.ndim - 1)) for v in model)
-    ddx = cols - mx
-    ddy = rows - my
-    q = ddx * (p00 * ddx + p01 * ddy) + ddy * (p01 * ddx + p11 * ddy)
-    return (amp * np.exp(-0.5 * q)).astype(np.float32)
+def _model_values(model: tuple, px, py, radius: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """float32 amp * S at (rows, cols) (M, ...), 0 where amp is 0 (no usable model)."""
+    S, amp = model
+    c = 2 + radius
+    shape = (-1,) + (1,) * (rows.ndim - 1)
+    ri = np.clip(rows - (py - c).reshape(shape), 0, S.shape[1] - 1)
+    ci = np.clip(cols - (px - c).reshape(shape), 0, S.shape[2] - 1)
+    m = np.arange(S.shape[0]).reshape(shape)
+    a = amp.reshape(shape)
+    return np.where(a > 0, (a * S[m, ri, ci]).astype(np.float32), np.float32(0))
 
 
 def _newton(B: np.ndarray, px, py, W: int, H: int, scale: float | None):
@@ -234,8 +237,16 @@ def kernel_variance(radius: int) -> float:
     return v
 
 
-def _border_model(g: _Gather, n, k, px, py, ox, oy, dxx, dyy, dxy, vx, vy):
-    """Rule 5f: the raw-map Gaussian (mx, my, p00, p01, p11, amp) and where it is usable (M,)."""
+def _border_model(g: _Gather, n, k, px, py, ox, oy, dxx, dyy, dxy, vx, vy, radius: int):
+    """Rule 5f: the raw-map Gaussian around each peak (M,) -> (S, amp), usable.
+
+    S (M, n, n), n = 5 + 2 radius: the shape exp(-q/2) at pixel (px - 2 - radius + i,
+    py - 2 - radius + j) = S[:, j, i], built as the C core builds it, from 7 exps and
+    sequential products (q grows by 2 p00 per step along x; down y the step factor is
+    exp(-p01 u_i) exp(-p11 (2 v_j + 1) / 2)). amp: least-squares fit of S to the 3x3
+    values around the peak, raster order.
+    """
+    c, nn, m = 2 + radius, 5 + 2 * radius, px.shape[0]
     with np.errstate(all="ignore"):
         det = dxx * dyy - dxy * dxy
         s00 = -dyy / det - vx
@@ -245,21 +256,36 @@ def _border_model(g: _Gather, n, k, px, py, ox, oy, dxx, dyy, dxy, vx, vy):
         ok = (a > 0) & (a * (s11 - MODEL_MIN_VAR) - s01 * s01 > 0)
         ds = s00 * s11 - s01 * s01
         p00, p01, p11 = s11 / ds, -s01 / ds, s00 / ds
-        ox = np.clip(ox, -MAX_OFFSET, MAX_OFFSET)
-        oy = np.clip(oy, -MAX_OFFSET, MAX_OFFSET)
-        num = np.zeros(px.shape)
-        den = np.zeros(px.shape)
-        for j in (-1, 0, 1):  # rows, then columns: raster order, as the C core sums
+        ok &= np.isfinite(p00) & np.isfinite(p01) & np.isfinite(p11)
+        u0 = (px - c).astype(np.float64) - (px + np.clip(ox, -MAX_OFFSET, MAX_OFFSET))
+        v0 = (py - c).astype(np.float64) - (py + np.clip(oy, -MAX_OFFSET, MAX_OFFSET))
+        q0 = u0 * (p00 * u0 + p01 * v0) + v0 * (p01 * u0 + p11 * v0)
+        S = np.empty((m, nn, nn))
+        A = np.empty((m, nn))
+        S[:, 0, 0] = np.exp(-0.5 * q0)
+        r = np.exp(-0.5 * (p00 * (2.0 * u0 + 1.0) + 2.0 * p01 * v0))
+        sx = np.exp(-p00)
+        A[:, 0] = np.exp(-p01 * u0)
+        ea = np.exp(-p01)
+        b = np.exp(-0.5 * p11 * (2.0 * v0 + 1.0))
+        eb = np.exp(-p11)
+        for i in range(1, nn):
+            S[:, 0, i] = S[:, 0, i - 1] * r
+            r = r * sx
+            A[:, i] = A[:, i - 1] * ea
+        for j in range(1, nn):
+            S[:, j, :] = (S[:, j - 1, :] * A) * b[:, None]
+            b = b * eb
+        num = np.zeros(m)
+        den = np.zeros(m)
+        for j in (-1, 0, 1):
             for i in (-1, 0, 1):
-                ddx, ddy = i - ox, j - oy
-                q = ddx * (p00 * ddx + p01 * ddy) + ddy * (p01 * ddx + p11 * ddy)
-                gq = np.exp(-0.5 * q)
-                v = g(n, k, py + j, px + i).astype(np.float64)
-                num = num + gq * v
+                gq = S[:, c + j, c + i]
+                num = num + gq * g(n, k, py + j, px + i).astype(np.float64)
                 den = den + gq * gq
         amp = num / den
-        ok &= np.isfinite(amp) & (amp > 0) & np.isfinite(p00) & np.isfinite(p01) & np.isfinite(p11)
-    return (px + ox, py + oy, p00, p01, p11, amp), ok
+        ok &= np.isfinite(amp) & (amp > 0)
+    return (S, np.where(ok, amp, 0.0)), ok
 
 
 def _dark_offsets(g: _Gather, n, k, px, py, radius: int, scale: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -274,11 +300,10 @@ def _dark_offsets(g: _Gather, n, k, px, py, radius: int, scale: float | None) ->
         return ox, oy
     sel = np.nonzero(near)[0]
     var = np.array([kernel_variance(q) for q in range(radius + 1)])
-    model, usable = _border_model(g, n[sel], k[sel], px[sel], py[sel], ox[sel], oy[sel], dxx[sel], dyy[sel],
-                                  dxy[sel], var[rx[sel]], var[ry[sel]])
-    usable &= stepped[sel]
-    # no usable model: zeros outside the map (DarkPose's padding)
-    model = tuple(np.where(usable, v, z) for v, z in zip(model, (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)))
+    (S, amp), usable = _border_model(g, n[sel], k[sel], px[sel], py[sel], ox[sel], oy[sel], dxx[sel], dyy[sel],
+                                     dxy[sel], var[rx[sel]], var[ry[sel]], radius)
+    # no 2-D first-pass step or no usable model: zeros outside the map (DarkPose's padding)
+    model = (S, np.where(usable & stepped[sel], amp, 0.0))
     full = np.full(sel.shape, radius)
     B2 = _blur_stencil(g, n[sel], k[sel], px[sel], py[sel], radius, full, full, model)
     ox2, oy2, ok2, *_ = _newton(B2, px[sel], py[sel], W, H, scale)

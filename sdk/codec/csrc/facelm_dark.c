@@ -166,48 +166,54 @@ static int newton_step(int ax, int ay, int wide_x, int wide_y, const float *V, d
 }
 
 /* Rule 5f: the raw map near a border peak as a Gaussian amp * exp(-d^T P d / 2), d from
- * (mx, my), from the first pass's log-Hessian minus the kernels' variances (vx, vy) and
- * the offsets (clamped). The amplitude is the least-squares fit to the 3x3 values around
- * the peak (c3[(j + 1) * 3 + i], raster order). Returns 0 when the model is unusable. */
-typedef struct {
-    double mx, my, p00, p01, p11, amp;
-} border_model;
-
-static double model_value(const border_model *g, double x, double y)
-{
-    double ddx = x - g->mx, ddy = y - g->my;
-    double q = ddx * (g->p00 * ddx + g->p01 * ddy) + ddy * (g->p01 * ddx + g->p11 * ddy);
-    return g->amp * exp(-0.5 * q);
-}
-
-static int fit_border_model(const double *hess, double vx, double vy, int px, int py, double ox, double oy,
-                            const double *c3, border_model *g)
+ * (mx, my): covariance = the first pass's -H^-1 minus the kernels' variances (vx, vy),
+ * centre = peak + clamped first-pass offset. S[j * n + i] (n = 5 + 2R) receives its shape
+ * exp(-q/2) at pixel (px - 2 - R + i, py - 2 - R + j), from 7 exps and products:
+ * along x, q(i+1) - q(i) grows by 2 p00 per step; down y, the step factor is
+ * exp(-p01 u_i) exp(-p11 (2 v_j + 1) / 2). amp: least-squares fit of S to the 3x3 values
+ * around the peak (c3[(j + 1) * 3 + i + 1], raster order). Returns 0 when unusable. */
+#define MODEL_N (5 + 2 * MAX_RADIUS)
+FACELM_INLINE int fit_border_model(const double *hess, double vx, double vy, int px, int py, int R, double ox,
+                            double oy, const double *c3, double *S, double *amp)
 {
     double dxx = hess[0], dyy = hess[1], dxy = hess[2], det = dxx * dyy - dxy * dxy;
     double s00 = -dyy / det - vx, s11 = -dxx / det - vy, s01 = dxy / det, a = s00 - FACELM_MODEL_MIN_VAR, ds;
-    double num = 0.0, den = 0.0;
-    int i, j;
+    double p00, p01, p11, u0, v0, q0, r, sx, ea, b, eb, A[MODEL_N], num = 0.0, den = 0.0;
+    int n = 5 + 2 * R, c = 2 + R, i, j;
     if (!(a > 0 && a * (s11 - FACELM_MODEL_MIN_VAR) - s01 * s01 > 0)) return 0;
     ds = s00 * s11 - s01 * s01;
-    g->p00 = s11 / ds;
-    g->p01 = -s01 / ds;
-    g->p11 = s00 / ds;
-    ox = clamp_offset(ox);
-    oy = clamp_offset(oy);
-    g->mx = px + ox;
-    g->my = py + oy;
-    g->amp = 1.0;
+    p00 = s11 / ds;
+    p01 = -s01 / ds;
+    p11 = s00 / ds;
+    if (!(isfinite(p00) && isfinite(p01) && isfinite(p11))) return 0;
+    u0 = (double)(px - c) - (px + clamp_offset(ox));
+    v0 = (double)(py - c) - (py + clamp_offset(oy));
+    q0 = u0 * (p00 * u0 + p01 * v0) + v0 * (p01 * u0 + p11 * v0);
+    S[0] = exp(-0.5 * q0);
+    r = exp(-0.5 * (p00 * (2.0 * u0 + 1.0) + 2.0 * p01 * v0));
+    sx = exp(-p00);
+    A[0] = exp(-p01 * u0);
+    ea = exp(-p01);
+    b = exp(-0.5 * p11 * (2.0 * v0 + 1.0));
+    eb = exp(-p11);
+    for (i = 1; i < n; i++) {
+        S[i] = S[i - 1] * r;
+        r = r * sx;
+        A[i] = A[i - 1] * ea;
+    }
+    for (j = 1; j < n; j++) {
+        for (i = 0; i < n; i++) S[j * n + i] = (S[(j - 1) * n + i] * A[i]) * b;
+        b = b * eb;
+    }
     for (j = -1; j <= 1; j++) {
         for (i = -1; i <= 1; i++) {
-            double ddx = i - ox, ddy = j - oy;
-            double q = ddx * (g->p00 * ddx + g->p01 * ddy) + ddy * (g->p01 * ddx + g->p11 * ddy);
-            double gq = exp(-0.5 * q);
+            double gq = S[(c + j) * n + c + i];
             num = num + gq * c3[(j + 1) * 3 + i + 1];
             den = den + gq * gq;
         }
     }
-    g->amp = num / den;
-    return isfinite(g->amp) && g->amp > 0 && isfinite(g->p00) && isfinite(g->p01) && isfinite(g->p11);
+    *amp = num / den;
+    return isfinite(*amp) && *amp > 0;
 }
 
 /* Variance sum_t w[t] t^2 of the radius-q half kernel w (float32 taps, float64 sum). */
@@ -298,6 +304,20 @@ FACELM_INLINE void col_pass(const float *restrict H, int ry, const float *restri
  * holds the half kernels: table[q * (R + 1) + b] = weight of tap b of the radius-q kernel.
  */
 #define WIN_STRIDE (HL + 2 * MAX_RADIUS + 8)
+/* d[0..cnt) = DEQ(p[0..cnt)): two fixed 8-wide chunks (the first and the last 8, which may
+ * overlap: same values) vectorize well, then the middle of long rows. */
+#define CONVERT_ROW(d, p, cnt, DEQ)                                                         \
+    do {                                                                                    \
+        float *d_ = (d);                                                                    \
+        int n_ = (cnt), i_, l_;                                                             \
+        if (n_ >= 8) {                                                                      \
+            for (l_ = 0; l_ < 8; l_++) d_[l_] = DEQ((p)[l_]);                               \
+            for (l_ = 0; l_ < 8; l_++) d_[n_ - 8 + l_] = DEQ((p)[n_ - 8 + l_]);             \
+            for (i_ = 8; i_ < n_ - 8; i_++) d_[i_] = DEQ((p)[i_]);                          \
+        } else {                                                                            \
+            for (i_ = 0; i_ < n_; i_++) d_[i_] = DEQ((p)[i_]);                              \
+        }                                                                                   \
+    } while (0)
 #define DEFINE_REFINE_DARK(NAME, ATTR, T, DEQ, IS_F32)                                     \
     ATTR static void NAME(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w,   \
                                   int px, int py, int R, const float *table, double scale,   \
@@ -333,12 +353,7 @@ FACELM_INLINE void col_pass(const float *restrict H, int ry, const float *restri
                 t[0] = t[1] = 0.0f; /* lo <= 2 */                                            \
                 p = base + (ptrdiff_t)(py + dyj) * sy + (ptrdiff_t)(px - C - rx) * sx;       \
                 if (sx == 1) {                                                               \
-                    /* fixed-width chunks vectorize well; then the remainder */              \
-                    float *d = t + lo;                                                       \
-                    int l, cnt = hi - lo + 1;                                                \
-                    for (i = 0; i + 8 <= cnt; i += 8)                                        \
-                        for (l = 0; l < 8; l++) d[i + l] = DEQ(p[i + l]);                    \
-                    for (; i < cnt; i++) d[i] = DEQ(p[i]);                                   \
+                    CONVERT_ROW(t + lo, p, hi - lo + 1, DEQ);                                \
                 } else {                                                                     \
                     for (i = lo; i <= hi; i++) t[i] = DEQ(p[(ptrdiff_t)(i - lo) * sx]);      \
                 }                                                                            \
@@ -359,31 +374,41 @@ FACELM_INLINE void col_pass(const float *restrict H, int ry, const float *restri
         if (wide_x && wide_y && (rx < R || ry < R)) {                                        \
             /* rule 5f: the kernel had to shrink; again with the full kernel, pixels outside  \
                the map reading the Gaussian fitted to the first pass (zeros without one) */  \
-            border_model g;                                                                  \
-            double c3[9], ox2, oy2;                                                          \
+            double c3[9], S[MODEL_N * MODEL_N], amp = 0.0, ox2, oy2;                         \
             const float *wf = table + (size_t)R * (R + 1);                                   \
             int x0 = px - 2 - R, y0 = py - 2 - R, nr2 = 5 + 2 * R, nt2 = HL + 2 * R;         \
             for (j = -1; j <= 1; j++)                                                        \
                 for (i = -1; i <= 1; i++)                                                    \
                     c3[(j + 1) * 3 + i + 1] =                                                \
                         (double)DEQ(base[(ptrdiff_t)(py + j) * sy + (ptrdiff_t)(px + i) * sx]); \
-            if (!stepped || !fit_border_model(hess, kernel_variance(wx, rx), kernel_variance(wy, ry), \
-                                              px, py, *ox, *oy, c3, &g)) {                   \
-                g.mx = g.my = g.p00 = g.p01 = g.p11 = g.amp = 0.0;                           \
-            }                                                                                \
+            double vx = kernel_variance(wx, rx), vy = kernel_variance(wy, ry);               \
+            int use = stepped && (R == 5 /* k = 11: fixed sizes, unrolled */                 \
+                                      ? fit_border_model(hess, vx, vy, px, py, 5, *ox, *oy, c3, S, &amp) \
+                                      : fit_border_model(hess, vx, vy, px, py, R, *ox, *oy, c3, S, &amp)); \
+            int ilo = x0 < 0 ? -x0 : 0, ihi = x0 + nr2 > w ? w - x0 : nr2; /* in the map */  \
             {                                                                                \
                 for (j = 0; j < nr2; j++) {                                                  \
                     float *t = win + (size_t)j * WIN_STRIDE;                                 \
-                    int y = y0 + j;                                                          \
-                    for (i = 0; i < nt2; i++) {                                              \
-                        int x = x0 + i;                                                      \
-                        t[i] = (y >= 0 && y < h && x >= 0 && x < w)                          \
-                                   ? DEQ(base[(ptrdiff_t)y * sy + (ptrdiff_t)x * sx])        \
-                                   : (float)model_value(&g, x, y);                           \
+                    const double *Sj = S + (size_t)j * nr2;                                  \
+                    int y = y0 + j, in = y >= 0 && y < h, a0 = in ? ilo : nr2, a1 = in ? ihi : nr2; \
+                    for (i = 0; i < a0; i++) t[i] = use ? (float)(amp * Sj[i]) : 0.0f;      \
+                    if (in) {                                                                \
+                        const T *p = base + (ptrdiff_t)y * sy + (ptrdiff_t)(x0 + ilo) * sx;   \
+                        if (sx == 1)                                                         \
+                            CONVERT_ROW(t + a0, p, a1 - a0, DEQ);                            \
+                        else                                                                 \
+                            for (i = a0; i < a1; i++) t[i] = DEQ(p[(ptrdiff_t)(i - a0) * sx]); \
                     }                                                                        \
+                    for (i = a1; i < nr2; i++) t[i] = use ? (float)(amp * Sj[i]) : 0.0f;     \
+                    for (i = nr2; i < nt2; i++) t[i] = 0.0f;                                 \
                 }                                                                            \
-                for (j = 0; j < nr2; j++) row_pass(win + (size_t)j * WIN_STRIDE, R, wf, H + (size_t)j * HL); \
-                col_pass(H, R, wf, V);                                                       \
+                if (R == 5) {                                                                \
+                    for (j = 0; j < nr2; j++) row_pass(win + (size_t)j * WIN_STRIDE, 5, wf, H + (size_t)j * HL); \
+                    col_pass(H, 5, wf, V);                                                   \
+                } else {                                                                     \
+                    for (j = 0; j < nr2; j++) row_pass(win + (size_t)j * WIN_STRIDE, R, wf, H + (size_t)j * HL); \
+                    col_pass(H, R, wf, V);                                                   \
+                }                                                                            \
                 if (newton_step(ax, ay, wide_x, wide_y, V, scale, &ox2, &oy2, hess)) {       \
                     *ox = ox2;                                                               \
                     *oy = oy2;                                                               \
@@ -705,6 +730,13 @@ FACELM_AVX2_ATTR static int peak_f32_avx2(const float *x, int n, float *maxv, in
         if (x[i] > M) {
             M = x[i];
             tail_best = i;
+        }
+    }
+    if (tail_best < 0 && bb >= 0) { /* the first lane equal to M in block bb */
+        const __m256 key = _mm256_set1_ps(M);
+        for (i = 0; i < block && tail_best < 0; i += 8) {
+            int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + (size_t)bb * block + i), key, _CMP_EQ_OQ));
+            if (mask) tail_best = bb * block + i + __builtin_ctz((unsigned)mask);
         }
     }
     return finish_peak_f32(x, n, block, M, bb, sum, tail_best, maxv, valid);

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from typing import Any
 
@@ -29,13 +30,19 @@ else:
 _BACKENDS = ("c", "numpy")
 _warned = False
 _DECODE_PARAMS = ("blur_kernel", "layout", "scale", "zero_point", "backend")
+_DECODE_PARAM_SET = frozenset(_DECODE_PARAMS)
 _METHOD_CODES = {"argmax": 0, "quarter": 1, "dark": 2}  # FACELM_METHOD_* in csrc/facelm_dark.h
 
 
 def _choose(requested: str | None) -> str:
     """Resolve the backend: explicit argument, else $FACELM_CODEC, else C when built."""
     global _warned
-    choice = requested if requested is not None else os.environ.get("FACELM_CODEC", "").strip().lower() or None
+    if requested is None:
+        env = os.environ.get("FACELM_CODEC")
+        if not env and _cdark is not None:  # the per-frame common case
+            return "c"
+        requested = (env or "").strip().lower() or None
+    choice = requested
     if choice is not None and choice not in _BACKENDS:
         raise ConfigError(f"codec backend must be one of {_BACKENDS}, got {choice!r}")
     if choice == "c" and _cdark is None:
@@ -71,8 +78,39 @@ def backend() -> str:
     return _choose(None)
 
 
+_QUANT_RANGES = {"b": (-128, 127), "B": (0, 255)}  # dtype.char of int8 / uint8
+
+
 def _check_heatmaps(heatmaps: Any, nhwc: bool, scale, zero_point) -> tuple[np.ndarray, float | None, int | None]:
     """Validate and return a C-contiguous float32/int8/uint8 4-D array (no copy when already so)."""
+    fast = _check_fast(heatmaps, scale, zero_point)
+    if fast is not None:
+        return fast
+    return _check_full(heatmaps, nhwc, scale, zero_point)
+
+
+def _check_fast(heatmaps: Any, scale, zero_point):
+    """The per-frame common case (a C-contiguous 4-D float32 or int8/uint8 array with int
+    zero_point and finite positive scale), checked cheaply; None means: run the full check."""
+    if type(heatmaps) is not np.ndarray or heatmaps.ndim != 4 or not heatmaps.flags.c_contiguous \
+            or heatmaps.size == 0:
+        return None
+    s = heatmaps.shape
+    if s[1] * s[2] * s[3] >= 2**31:
+        return None
+    char = heatmaps.dtype.char
+    if char == "f":
+        return (heatmaps, None, None) if scale is None and zero_point is None else None
+    rng = _QUANT_RANGES.get(char)
+    if rng is None or type(zero_point) is not int or type(scale) not in (float, int):
+        return None
+    if not (math.isfinite(scale) and scale > 0 and rng[0] <= zero_point <= rng[1]):
+        return None
+    return heatmaps, float(scale), zero_point
+
+
+def _check_full(heatmaps: Any, nhwc: bool, scale, zero_point) -> tuple[np.ndarray, float | None, int | None]:
+    """Validate and return a C-contiguous float32/int8/uint8 4-D array, or raise InputError."""
     if not isinstance(heatmaps, np.ndarray):
         try:
             heatmaps = np.asarray(heatmaps)
@@ -130,8 +168,8 @@ def decode(heatmaps: np.ndarray, method: str = "dark", **params: Any) -> tuple[n
         InputError: wrong shape, dtype or quantization parameters.
         ConfigError: unknown method, parameter or backend.
     """
-    unknown = set(params) - set(_DECODE_PARAMS)
-    if unknown:
+    if not params.keys() <= _DECODE_PARAM_SET:
+        unknown = set(params) - _DECODE_PARAM_SET
         raise ConfigError(f"unknown decode parameters {sorted(unknown)}; known: {list(_DECODE_PARAMS)}")
     cfg = _config(method, params.get("blur_kernel", DecodeConfig.blur_kernel),
                   params.get("layout", DecodeConfig.layout))

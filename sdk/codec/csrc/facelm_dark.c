@@ -304,18 +304,27 @@ FACELM_INLINE void col_pass(const float *restrict H, int ry, const float *restri
  * holds the half kernels: table[q * (R + 1) + b] = weight of tap b of the radius-q kernel.
  */
 #define WIN_STRIDE (HL + 2 * MAX_RADIUS + 8)
+static const float zeros8[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
 /* d[0..cnt) = DEQ(p[0..cnt)): two fixed 8-wide chunks (the first and the last 8, which may
- * overlap: same values) vectorize well, then the middle of long rows. */
-#define CONVERT_ROW(d, p, cnt, DEQ)                                                         \
+ * overlap: same values) vectorize well, then the middle of long rows. The chunks are copied
+ * to locals first: int8 is a character type, which may alias the float stores. */
+#define CONVERT_ROW(T, d, p, cnt, DEQ)                                                      \
     do {                                                                                    \
         float *d_ = (d);                                                                    \
+        const T *p_ = (p);                                                                  \
         int n_ = (cnt), i_, l_;                                                             \
         if (n_ >= 8) {                                                                      \
-            for (l_ = 0; l_ < 8; l_++) d_[l_] = DEQ((p)[l_]);                               \
-            for (l_ = 0; l_ < 8; l_++) d_[n_ - 8 + l_] = DEQ((p)[n_ - 8 + l_]);             \
-            for (i_ = 8; i_ < n_ - 8; i_++) d_[i_] = DEQ((p)[i_]);                          \
+            T b0_[8], b1_[8];                                                               \
+            float f0_[8], f1_[8];                                                           \
+            memcpy(b0_, p_, sizeof b0_);                                                    \
+            memcpy(b1_, p_ + n_ - 8, sizeof b1_);                                           \
+            for (l_ = 0; l_ < 8; l_++) f0_[l_] = DEQ(b0_[l_]);                              \
+            for (l_ = 0; l_ < 8; l_++) f1_[l_] = DEQ(b1_[l_]);                              \
+            memcpy(d_, f0_, sizeof f0_);                                                    \
+            memcpy(d_ + n_ - 8, f1_, sizeof f1_);                                           \
+            for (i_ = 8; i_ < n_ - 8; i_++) d_[i_] = DEQ(p_[i_]);                           \
         } else {                                                                            \
-            for (i_ = 0; i_ < n_; i_++) d_[i_] = DEQ((p)[i_]);                              \
+            for (i_ = 0; i_ < n_; i_++) d_[i_] = DEQ(p_[i_]);                               \
         }                                                                                   \
     } while (0)
 #define DEFINE_REFINE_DARK(NAME, ATTR, T, DEQ, IS_F32)                                     \
@@ -353,11 +362,11 @@ FACELM_INLINE void col_pass(const float *restrict H, int ry, const float *restri
                 t[0] = t[1] = 0.0f; /* lo <= 2 */                                            \
                 p = base + (ptrdiff_t)(py + dyj) * sy + (ptrdiff_t)(px - C - rx) * sx;       \
                 if (sx == 1) {                                                               \
-                    CONVERT_ROW(t + lo, p, hi - lo + 1, DEQ);                                \
+                    CONVERT_ROW(T, t + lo, p, hi - lo + 1, DEQ);                                \
                 } else {                                                                     \
                     for (i = lo; i <= hi; i++) t[i] = DEQ(p[(ptrdiff_t)(i - lo) * sx]);      \
                 }                                                                            \
-                for (i = 0; i < 8; i++) t[hi + 1 + i] = 0.0f; /* nt - 1 - hi <= HL - 3 */    \
+                memcpy(t + hi + 1, zeros8, sizeof zeros8); /* nt - 1 - hi <= HL - 3 */       \
             }                                                                                \
         }                                                                                    \
         if (rx == 5) { /* DarkPose's k = 11, unrolled; the same operations */                \
@@ -395,7 +404,7 @@ FACELM_INLINE void col_pass(const float *restrict H, int ry, const float *restri
                     if (in) {                                                                \
                         const T *p = base + (ptrdiff_t)y * sy + (ptrdiff_t)(x0 + ilo) * sx;   \
                         if (sx == 1)                                                         \
-                            CONVERT_ROW(t + a0, p, a1 - a0, DEQ);                            \
+                            CONVERT_ROW(T, t + a0, p, a1 - a0, DEQ);                            \
                         else                                                                 \
                             for (i = a0; i < a1; i++) t[i] = DEQ(p[(ptrdiff_t)(i - a0) * sx]); \
                     }                                                                        \

@@ -1,0 +1,72 @@
+"""The shipped demo checkpoint (synthetic faces only) and the packaging step that makes it."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import sdk.assets as assets
+from sdk.data import synth
+from sdk.errors import FacelmError
+from sdk.model import build_model, load_checkpoint, load_config, save_checkpoint
+from sdk.training.package_demo import MAX_BYTES, package
+
+
+def test_demo_checkpoint_missing_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(assets, "DEMO_CHECKPOINT", tmp_path / "nope.pt")
+    with pytest.raises(FacelmError, match="demo checkpoint .* is missing"):
+        assets.demo_checkpoint()
+
+
+def test_package_writes_slim_labelled_checkpoint_and_card(tmp_path):
+    data = tmp_path / "heldout"
+    synth.write_jd_folder(data, 6, seed=9, size=112, progress=False)
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    opt = torch.optim.Adam(model.parameters())
+    src = save_checkpoint(tmp_path / "last.pt", model, cfg, {"trainer": {
+        "epoch": 3, "optimizer": opt.state_dict(), "history": [{"epoch": 3}], "train_config": {"model": "tiny"}}})
+    out, card = tmp_path / "demo.pt", tmp_path / "demo.json"
+    doc = package(src, data, out, card, progress=False)
+    m2, cfg2, extra = load_checkpoint(out)
+    assert cfg2 == cfg and "optimizer" not in json.dumps(list(extra))
+    assert extra["label"] == assets.DEMO_LABEL and "synthetic" in extra["label"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k])
+    saved = json.loads(card.read_text())
+    assert saved == doc and saved["label"] == assets.DEMO_LABEL
+    assert saved["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert saved["heldout"]["faces"] == 6 and saved["train_log"] == [{"epoch": 3}]
+    assert set(saved["heldout"]["flip_test"]) == {"nme", "auc", "fr", "count"}
+
+
+@pytest.mark.skipif(not assets.DEMO_CHECKPOINT.is_file(), reason="demo checkpoint not built in this tree")
+def test_shipped_demo_checkpoint_is_labelled_small_and_accurate():
+    path = assets.demo_checkpoint()
+    assert path.stat().st_size <= MAX_BYTES
+    card = assets.demo_card()
+    assert card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert card["label"] == assets.DEMO_LABEL and "not a production model" in card["label"]
+    assert any(c.startswith("facelm train") for c in card["commands"])
+    model, cfg, extra = load_checkpoint(path)
+    assert extra["label"] == assets.DEMO_LABEL
+    # Real landmarks on fresh synthetic faces (a seed the demo never saw).
+    from sdk.alignment import invert_affine, transform_points
+    from sdk.codec import stride_for
+    from sdk.layouts import JD106
+    from sdk.metrics import nme
+    from sdk.preprocess import normalize
+    from sdk.training.evaluate import predict_input_points
+
+    faces = synth.generate_aligned(12, seed=31337, input_size=cfg.input_size)
+    x = torch.from_numpy(normalize(faces["crops"]).transpose(0, 3, 1, 2).copy())
+    pts = predict_input_points(model, x, JD106.flip_permutation,
+                               stride_for((cfg.input_size,) * 2, (cfg.heatmap_size,) * 2), flip=True)
+    pred = transform_points(pts, invert_affine(faces["transforms"]))
+    gt = faces["landmarks_image"].astype(np.float64)
+    boxes = np.concatenate([gt.min(axis=1), gt.max(axis=1)], axis=1)
+    assert float(nme(pred, gt, JD106, boxes).mean()) < 0.04

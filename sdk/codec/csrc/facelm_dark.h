@@ -13,6 +13,11 @@
  *   scores    [n][k] float peak values (dequantized); FACELM_INVALID_SCORE and the map
  *             centre ((w-1)/2, (h-1)/2) for maps with NaN/Inf or without a peak (constant).
  *   int8/uint8 maps: value = scale * (q - zero_point), scale > 0.
+ *
+ * Build: any C99 compiler (cc -std=c99 facelm_dark.c -lm; NDK clang alike). On x86-64 with
+ * GCC/Clang, AVX2 kernels are compiled in and chosen at run time when the CPU has AVX2
+ * (-mavx2: always; -DFACELM_NO_DISPATCH or Android: never); -DFACELM_NO_VECTOR_EXT keeps
+ * every loop plain C99. All builds give the same results.
  */
 #ifndef FACELM_DARK_H
 #define FACELM_DARK_H

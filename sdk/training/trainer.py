@@ -111,7 +111,10 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
             raise ConfigError("device cuda was asked for but torch sees no CUDA device")
         if info.world > 1:
             name = f"cuda:{info.local_rank}"
-        torch.cuda.set_device(torch.device(name))
+        dev = torch.device(name)
+        if dev.index is not None:
+            torch.cuda.set_device(dev)
+        return dev
     return torch.device(name)
 
 

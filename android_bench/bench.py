@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdk.errors import DeviceError, FacelmError, InputError
+from sdk.fileio import sha256_file
 
 from . import records as rec
-from .adb import Adb, AdbNotFoundError, NoDeviceError
+from .adb import Adb, NoDeviceError
 from .config import BenchOptions
 from .runners import BenchmarkModelRunner, BinaryCrashError, LocalTfliteRunner, tflite_io
 
@@ -102,7 +103,7 @@ def resolve_targets(path: Path, artifacts: list[str] | None = None,
 
 
 def _plain(path: Path) -> Target:
-    return Target(path.stem, path.resolve(), rec.sha256_file(path), path.stat().st_size)
+    return Target(path.stem, path.resolve(), sha256_file(path), path.stat().st_size)
 
 
 @dataclass

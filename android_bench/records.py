@@ -11,11 +11,9 @@ Schema (``schema: 1``)::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -23,18 +21,10 @@ from typing import Iterable
 import numpy as np
 
 from sdk.errors import InputError
+from sdk.fileio import atomic_open
 
 SCHEMA = 1
 _LOCK = threading.Lock()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def latency_stats(samples_ms: Iterable[float]) -> dict:
@@ -83,18 +73,9 @@ def append_record(path: Path, record: dict) -> None:
 
 def write_records(path: Path, records: list[dict]) -> None:
     """Write ``records`` as a fresh JSONL file, atomically (temp + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(_clean(r), sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as fh:
+        for r in records:
+            fh.write(json.dumps(_clean(r), sort_keys=True) + "\n")
 
 
 def read_records(path: Path) -> list[dict]:

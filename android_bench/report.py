@@ -7,12 +7,11 @@ median latency (below 1: the other run is faster).
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from sdk.errors import InputError
+from sdk.fileio import atomic_path, atomic_write_text
 
 from .records import read_records
 
@@ -119,28 +118,12 @@ def plot_latency(base: list[Row], path: Path, other: list[Row] | None = None) ->
     ax.set_xlabel("mean latency (ms)")
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def report(results: Path, out_dir: Path | None = None, compare: Path | None = None, fmt: str = "md") -> dict:
@@ -167,5 +150,5 @@ def report(results: Path, out_dir: Path | None = None, compare: Path | None = No
     else:
         text = html_table(header, body, title, "latency.png" if plot else None)
         path = out_dir / "report.html"
-    _atomic_text(path, text)
+    atomic_write_text(path, text)
     return {"table": path, "plot": plot, "text": markdown(header, body)}

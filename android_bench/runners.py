@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import shlex
 import signal
 import statistics
 import tempfile

@@ -198,7 +198,7 @@ class TvmRpcRunner:
 
     def prepare(self, path: Path, sha256: str | None = None) -> str:
         from .transfer import remote_name
-        from .records import sha256_file
+        from sdk.fileio import sha256_file
 
         name = remote_name(sha256 or sha256_file(path), Path(path).name)
         self._remote.upload(str(path), target=name)

@@ -12,12 +12,12 @@ Definitions (paper section 3.2, and the community code PIPNet ``compute_fr_and_a
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Literal, Mapping
 
 import numpy as np
 
 from sdk.errors import InputError
+from sdk.fileio import atomic_path
 from sdk.layouts import Layout, get_layout
 
 AUC_THRESHOLD = 0.08
@@ -161,18 +161,8 @@ def plot_ced(
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-        path = os.fspath(path)
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".png", dir=d)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, format="png", bbox_inches="tight")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
     finally:
         plt.close(fig)
-    return path
+    return os.fspath(path)

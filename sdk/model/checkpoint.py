@@ -12,7 +12,6 @@ needs to unpickle arbitrary objects.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from sdk.errors import ConfigError
+from sdk.fileio import atomic_open
 from sdk.model.config import ModelConfig
 from sdk.model.zoo import HeatmapModel
 
@@ -57,17 +57,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: ModelConfig,
         reference = HeatmapModel(cfg)
     check_state_dict(reference, state, f"model for config {cfg.name!r}")
     payload = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "state_dict": state, "extra": extra}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 

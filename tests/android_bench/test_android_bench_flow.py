@@ -1,15 +1,14 @@
 """The whole flow through the real adb client and the virtual device."""
 from __future__ import annotations
 
-import json
 
-import numpy as np
 import pytest
 
 from android_bench import records as rec
 from android_bench.bench import bench
 from android_bench.config import BenchOptions
 from android_bench.device import read_facts
+from sdk.fileio import sha256_file
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,7 +47,7 @@ def test_bench_records_drift_and_report(adb, vdev, artifact_dir, tmp_path):
     fp32, dyn = r["fp32"], r["dynamic_int8"]
     assert fp32["backend"] == "benchmark_model"
     assert fp32["device"]["serial"] == vdev.serial and fp32["device"]["big_core_mask"] == "f0"
-    assert fp32["artifact"]["sha256"] == rec.sha256_file(artifact_dir / "fp32.tflite")
+    assert fp32["artifact"]["sha256"] == sha256_file(artifact_dir / "fp32.tflite")
     lat = fp32["latency_ms"]
     assert lat["count"] == 10 and lat["basis"] == "per-invocation means"
     assert lat["min"] <= lat["median"] <= lat["max"] and lat["init"] > 0 and lat["first"] > 0

@@ -354,7 +354,8 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
                 op_counts=tv.relax_op_counts(tv.import_onnx(onnx_path, (1, 3, size, size))),
                 parity={"max_abs": parity["tvm_host"]},
                 drift=add_eval("tvm_host", tvm_hm, decode_landmarks(tvm_hm, "nchw", stride, decode_cfg=decode_cfg)),
-                notes=f"MetaSchedule trials: {cfg.tvm_trials}" if cfg.tvm_trials else "untuned"))
+                notes=(f"MetaSchedule trials: {cfg.tvm_trials}; {b.tuned_kernels} kernels with tuned schedules"
+                       if cfg.tvm_trials else "untuned")))
         with stages.stage("ONNX -> TVM Android arm64"):
             a = tv.compile_android(onnx_path, tmp / "tvm", (1, 3, size, size))
             if not a.linked:

@@ -63,24 +63,107 @@ def import_onnx(onnx_path: str | os.PathLike, input_shape: tuple[int, ...], inpu
         raise ConversionError(f"TVM cannot import {onnx_path}: {type(exc).__name__}: {exc}") from exc
 
 
-def _strategy():
+def _strategy(population: int = 128):
     from tvm.s_tir.meta_schedule.search_strategy import EvolutionarySearch
 
     # The default population (512) is far too slow on a 2-core machine (FACTS.md).
-    return EvolutionarySearch(population_size=128, genetic_num_iters=2, init_min_unmeasured=32)
+    return EvolutionarySearch(population_size=population, genetic_num_iters=2,
+                              init_min_unmeasured=min(32, population))
 
 
-def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike):
+def lean_build(mod, target, _params=None):
+    """MetaSchedule build function: ``default_build`` without ``import tvm.s_tir.tensor_intrin``.
+
+    TVM's default build function imports every tensor intrinsic (~17 s per fresh process on
+    this 2-core machine) and its ``LocalBuilder`` starts fresh worker processes for every
+    tuning round, so each round cost ~25-30 s before a single kernel was compiled (and the
+    30 s build timeout could fail the round on a loaded machine). The intrinsics are only
+    needed to *schedule* (tensorize), which happens in the tuning process; a scheduled
+    module is plain TIR and builds without them.
+    """
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm_build(mod, target=target)
+
+
+_BUILDER_CLS = None
+
+
+def persistent_builder(max_workers: int = 1, timeout_s: float = 120.0):
+    """A MetaSchedule builder whose worker processes live for the whole tuning run.
+
+    Same results as ``LocalBuilder(f_build=lean_build)`` but the ``PopenPoolExecutor`` is
+    created once (workers are recycled after 200 builds against the leak TVM mentions),
+    so a round costs its builds and nothing else. Call ``.shutdown()`` when done.
+    """
+    global _BUILDER_CLS
+    if _BUILDER_CLS is None:
+        import_tvm()
+        from tvm.ir.utils import derived_object
+        from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+        from tvm.s_tir.meta_schedule.builder.local_builder import _serialize_params, _worker_func
+        from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+
+        @derived_object
+        class _PersistentBuilder(PyBuilder):
+            def __init__(self, max_workers: int, timeout_s: float) -> None:
+                super().__init__()
+                self.timeout_s = timeout_s
+                self.pool = PopenPoolExecutor(max_workers=max_workers, timeout=timeout_s,
+                                              maximum_process_uses=200)
+
+            def build(self, build_inputs):
+                jobs = [(lean_build, None, b.mod, b.target, _serialize_params(b.params)) for b in build_inputs]
+                results = []
+                for r in self.pool.map_with_error_catching(lambda j: _worker_func(*j), jobs):
+                    if r.status == StatusKind.COMPLETE:
+                        results.append(BuilderResult(r.value, None))
+                    elif r.status == StatusKind.TIMEOUT:
+                        results.append(BuilderResult(None, f"build timed out after {self.timeout_s} s"))
+                    else:
+                        results.append(BuilderResult(None, f"build failed: {r.value}"))
+                return results
+
+            def shutdown(self) -> None:
+                self.pool.shutdown()
+
+        _BUILDER_CLS = _PersistentBuilder
+    return _BUILDER_CLS(max_workers, timeout_s)
+
+
+def tuning_plan(trials: int, n_tasks: int) -> tuple[int, int]:
+    """(trials per task, trials per round) for a global budget over ``n_tasks`` tasks.
+
+    Every task should get trials: ``per_round * n_tasks <= trials`` (FACTS.md; an untuned
+    task stays very slow). Below one trial per task, the scheduler reaches only
+    ``trials`` tasks and the rest keep TVM's default schedules.
+    """
+    per_round = max(1, min(64, trials // max(1, n_tasks)))
+    return max(per_round, trials // max(1, n_tasks)), per_round
+
+
+def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population: int = 128,
+         builder_workers: int = 1):
     """MetaSchedule-tune ``mod`` for ``target`` with a global budget of ``trials`` measurements.
 
-    Every task gets trials: ``trials_per_iter * tasks <= trials`` (an untuned task stays slow).
-
+    Args:
+        mod: relax module from :func:`import_onnx` (weights bound as constants).
+        target: a target dict with ``num-cores`` (see :func:`host_target`).
+        trials: global measurement budget (see :func:`tuning_plan`).
+        work_dir: the tuning database (``database_*.json``) and logs go here.
+        population: evolutionary-search population per round (128 suits 2 cores).
+        builder_workers: parallel kernel builds.
     Returns:
         The module with the tuned schedules applied (ready for ``tvm.compile``).
+    Raises:
+        ConversionError: tuning measured nothing (see ``work_dir/logs``).
     """
     tvm = import_tvm()
     from tvm import relax
     from tvm.relax import transform
+    from tvm.s_tir.meta_schedule.database import JSONDatabase
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, tune_relax
 
     tgt = tvm.target.Target(target)
@@ -90,15 +173,36 @@ def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike):
             transform.CanonicalizeBindings(),
             relax.get_pipeline("zero"),
         ])(mod)
-    n_tasks = max(1, len(extract_tasks(mod, tgt)))
-    per_iter = max(1, min(64, trials // n_tasks))
-    per_task = max(per_iter, trials // n_tasks)
+    n_tasks = len(extract_tasks(mod, tgt))
+    per_task, per_iter = tuning_plan(trials, n_tasks)
     log.info("tuning %d tasks: %d trials in all, %d per task, %d per round", n_tasks, trials, per_task, per_iter)
-    tune_relax(mod, params={}, target=tgt, work_dir=str(work_dir), max_trials_global=trials,
-               max_trials_per_task=per_task, num_trials_per_iter=per_iter, strategy=_strategy())
+    if trials < n_tasks:
+        log.warning("a budget of %d trials reaches only %d of %d tasks; the rest keep default schedules "
+                    "(give at least %d)", trials, trials, n_tasks, n_tasks)
+    builder = persistent_builder(builder_workers)
+    try:
+        tune_relax(mod, params={}, target=tgt, work_dir=str(work_dir), max_trials_global=trials,
+                   max_trials_per_task=per_task, num_trials_per_iter=per_iter, strategy=_strategy(population),
+                   builder=builder)
+    finally:
+        builder.shutdown()
+    db = JSONDatabase(work_dir=str(work_dir))
+    valid = [r for r in db.get_all_tuning_records() if r.run_secs and all(float(s) < 1e9 for s in r.run_secs)]
+    if not valid:
+        raise ConversionError(f"MetaSchedule tuning measured no valid schedule; see {Path(work_dir) / 'logs'}")
     with tgt:
         mod = transform.MetaScheduleApplyDatabase(str(work_dir))(mod)
+    log.info("tuning saved %d valid records; %d of %d kernels use tuned schedules", len(valid),
+             scheduled_kernels(mod), n_tasks)
     return mod
+
+
+def scheduled_kernels(mod) -> int:
+    """Number of TIR kernels in ``mod`` carrying a schedule from a tuning database."""
+    tvm = import_tvm()
+
+    return sum(1 for _, f in mod.functions.items()
+               if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and "tirx.is_scheduled" in f.attrs)
 
 
 def host_target(tuned: bool) -> dict[str, Any]:
@@ -119,11 +223,12 @@ class TvmBuild:
     target: dict[str, Any]
     linked: bool
     trials: int = 0
+    tuned_kernels: int = 0
     note: str = ""
 
 
 def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, input_shape: tuple[int, ...],
-                 trials: int = 0, work_dir: str | os.PathLike | None = None) -> TvmBuild:
+                 trials: int = 0, work_dir: str | os.PathLike | None = None, population: int = 128) -> TvmBuild:
     """Compile for this machine and export a loadable ``.so``.
 
     Args:
@@ -132,13 +237,16 @@ def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, inpu
         input_shape: (1, 3, S, S).
         trials: MetaSchedule budget; 0 = untuned.
         work_dir: tuning database folder (a temp folder if None).
+        population: evolutionary-search population (see :func:`tune`).
     """
     tvm = import_tvm()
     mod = import_onnx(onnx_path, input_shape)
     target = host_target(tuned=trials > 0)
+    tuned_kernels = 0
     if trials > 0:
         with tempfile.TemporaryDirectory(prefix="facelm-tune-") as tmp:
-            mod = tune(mod, target, trials, work_dir or tmp)
+            mod = tune(mod, target, trials, work_dir or tmp, population=population)
+        tuned_kernels = scheduled_kernels(mod)
     try:
         ex = tvm.compile(mod, target=tvm.target.Target(target))
         out_path = Path(out_path)
@@ -146,7 +254,7 @@ def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, inpu
         ex.export_library(str(out_path))
     except Exception as exc:
         raise ConversionError(f"TVM host build failed: {type(exc).__name__}: {exc}") from exc
-    return TvmBuild(path=out_path, target=target, linked=True, trials=trials)
+    return TvmBuild(path=out_path, target=target, linked=True, trials=trials, tuned_kernels=tuned_kernels)
 
 
 def compile_android(onnx_path: str | os.PathLike, out_dir: str | os.PathLike,

@@ -24,7 +24,7 @@ MAX_BYTES = 15 * 1024 * 1024
 DEFAULT_COMMANDS = [
     "facelm synth data/synth_train --count 10000 --seed 1000",
     "facelm synth data/synth_heldout --count 1000 --seed 2000",
-    "facelm train demo --data data/synth_train --val-data data/synth_heldout --out runs/demo",
+    "facelm train demo --data data/synth_train --val-data data/synth_heldout --out runs/demo --stop-after 3",
     "python -m sdk.training.package_demo runs/demo/last.pt --heldout data/synth_heldout",
 ]
 

@@ -14,13 +14,61 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "heatmaps"
 
 
-def export_onnx(model, path: str | os.PathLike, input_size: int, opset: int = OPSET) -> Path:
+def fold_deconv_batchnorm(model):
+    """A copy of ``model`` with each ``D`` block's BatchNorm folded into its ConvTranspose.
+
+    The ONNX exporter folds Conv+BN but leaves ConvTranspose+BN as a BatchNormalization
+    node, which onnx2tf turns into MUL/ADD ops after each TRANSPOSE_CONV. Folding gives the
+    same function (eval mode) with one op: for output channel c, with
+    ``g = gamma_c / sqrt(var_c + eps)``, ``W'[:, c] = W[:, c] * g`` and
+    ``b'_c = (b_c - mean_c) * g + beta_c``. The BN becomes ``Identity``. The original
+    model is not modified; its state dict stays the checkpoint's.
+
+    Args:
+        model: an eval-mode heatmap model (``sdk.model``), whose ``D`` blocks expose
+            ``.deconv`` (ConvTranspose2d, groups=1) and ``.bn`` (BatchNorm2d) used as ``bn(deconv(x))``.
+    Returns:
+        (folded copy, number of folded blocks).
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    from sdk.model.heads import DeconvBlock
+
+    folded = copy.deepcopy(model).eval()
+    n = 0
+    for block in folded.modules():
+        if not isinstance(block, DeconvBlock) or not isinstance(block.bn, nn.BatchNorm2d):
+            continue
+        dc, bn = block.deconv, block.bn
+        if dc.groups != 1 or not bn.track_running_stats:
+            continue
+        with torch.no_grad():
+            g = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+            beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+            b0 = dc.bias if dc.bias is not None else torch.zeros_like(bn.running_mean)
+            new = nn.ConvTranspose2d(dc.in_channels, dc.out_channels, dc.kernel_size, dc.stride, dc.padding,
+                                     dc.output_padding, dc.groups, True, dc.dilation, dc.padding_mode)
+            # ConvTranspose2d weight: (C_in, C_out, kH, kW); BN scales output channels (dim 1)
+            new.weight.copy_(dc.weight * g.view(1, -1, 1, 1))
+            new.bias.copy_((b0 - bn.running_mean) * g + beta)
+        block.deconv, block.bn = new.eval(), nn.Identity()
+        n += 1
+    return folded, n
+
+
+def export_onnx(model, path: str | os.PathLike, input_size: int, opset: int = OPSET,
+                fold_bn: bool = True) -> Path:
     """Export a heatmap model to ONNX with a static batch of one.
 
     Args:
         model: ``torch.nn.Module`` mapping (1, 3, S, S) float32 to (1, K, h, w) heatmaps.
         path: output ``.onnx`` (written to a temp name, then renamed).
         input_size: S in pixels.
+        fold_bn: fold ConvTranspose+BN first (:func:`fold_deconv_batchnorm`); callers
+            check parity against the unfolded model.
     Returns:
         ``path``.
     Raises:
@@ -32,6 +80,8 @@ def export_onnx(model, path: str | os.PathLike, input_size: int, opset: int = OP
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     model = model.eval()
+    if fold_bn:
+        model, _ = fold_deconv_batchnorm(model)
     dummy = torch.zeros(1, 3, input_size, input_size, dtype=torch.float32)
     try:
         with warnings.catch_warnings(), torch.no_grad():

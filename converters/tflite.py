@@ -95,9 +95,69 @@ def explain_onnx2tf_failure(log_text: str, onnx_path: str | os.PathLike) -> str:
     errors = [ln.strip() for ln in text.splitlines() if re.match(r"\s*\w*(Error|Exception):", ln)]
     cause = errors[-1] if errors else "see the onnx2tf log"
     if node:
-        op = _node_op_types(onnx_path).get(node.group(1), "?")
-        return f"onnx2tf failed on ONNX op {op!r} (node {node.group(1)!r}): {cause}"
+        name = node.group(1)
+        types = _node_op_types(onnx_path)
+        if name not in types and name.startswith("wa/"):
+            name = name[2:]  # onnx2tf renames "/x" to "wa/x" when it writes quantized models
+        op = types.get(name, "?")
+        return f"onnx2tf failed on ONNX op {op!r} (node {name!r}): {cause}"
     return f"onnx2tf failed: {cause}"
+
+
+def same_padding_replacements(onnx_path: str | os.PathLike) -> list[dict[str, Any]]:
+    """onnx2tf op replacements that export ConvTranspose nodes as SAME-padded TRANSPOSE_CONV.
+
+    onnx2tf lowers every ConvTranspose with ``pads`` to a VALID TRANSPOSE_CONV followed by a
+    STRIDED_SLICE crop (26x26 computed, 24x24 kept for kernel 4, stride 2, padding 1). TF's
+    SAME transposed convolution produces ``out = in * stride`` and crops ``total = k - s``
+    rows with ``total // 2`` before and the rest after, so when the ONNX node's pads are
+    exactly that split (and ``output_padding`` is 0, no dilation, one group) the SAME op
+    is the same function with no crop and no wasted rows. Nodes that do not qualify are
+    left to onnx2tf's default lowering.
+
+    Returns:
+        The ``operations`` list of an onnx2tf parameter-replacement JSON (``-prf``):
+        ``output_shape`` is NHWC.
+    """
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    g = model.graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(g.value_info) + list(g.input) + list(g.output) if v.type.tensor_type.HasField("shape")}
+    producers = {o: n for n in g.node for o in n.output}
+    consumers: Counter[str] = Counter(i for n in g.node for i in n.input)
+    out = []
+    for node in g.node:
+        if node.op_type != "ConvTranspose":
+            continue
+        a = {at.name: onnx.helper.get_attribute_value(at) for at in node.attribute}
+        k, st = list(a.get("kernel_shape", [])), list(a.get("strides", [1, 1]))
+        pads = list(a.get("pads", [0] * 2 * len(k)))
+        if (len(k) != 2 or a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1, 1]))
+                or any(a.get("output_padding", [0, 0])) or a.get("output_shape") or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+            continue
+        ishape, oshape = shapes.get(node.input[0]), shapes.get(node.output[0])
+        if not ishape or not oshape or len(ishape) != 4 or 0 in ishape or 0 in oshape:
+            continue
+        ok = True
+        for i in range(2):
+            total = max(k[i] - st[i], 0)
+            if (pads[i], pads[i + 2]) != (total // 2, total - total // 2) or oshape[2 + i] != ishape[2 + i] * st[i]:
+                ok = False
+        if not ok:
+            continue
+        src = producers.get(node.input[0])
+        if src is not None and src.op_type == "Reshape":
+            # onnx2tf keeps a Reshape's output in NCHW order; its default ConvTranspose lowering
+            # transposes it back, the replaced one does not, so transpose the Reshape output.
+            if consumers.get(node.input[0], 0) != 1:
+                continue
+            out.append({"op_name": src.name, "param_target": "outputs", "param_name": src.output[0],
+                        "post_process_transpose_perm": [0, 2, 3, 1]})
+        out.append({"op_name": node.name, "param_target": "op", "padding": "SAME", "strides": st,
+                    "dilations": [1, 1], "output_shape": [oshape[0], oshape[2], oshape[3], oshape[1]]})
+    return out
 
 
 def _onnx2tf_command() -> list[str]:
@@ -140,6 +200,7 @@ def run_onnx2tf(
     quant_type: str = "per-channel",
     input_name: str = "input",
     timeout_s: float = 3600.0,
+    same_padding_deconv: bool = True,
 ) -> dict[str, Path]:
     """Convert one ONNX model to every TFLite variant.
 
@@ -149,6 +210,8 @@ def run_onnx2tf(
         mean, std: per-channel normalisation applied by onnx2tf to ``calib01``.
         workdir: an empty folder; onnx2tf runs with it as working directory.
         quant_type: ``"per-channel"`` or ``"per-tensor"``.
+        same_padding_deconv: lower qualifying ConvTranspose nodes to SAME TRANSPOSE_CONV
+            with no crop (:func:`same_padding_replacements`); callers check parity.
     Returns:
         Variant name -> path of the ``.tflite`` onnx2tf wrote (inside ``workdir``).
     Raises:
@@ -162,12 +225,20 @@ def run_onnx2tf(
     model_copy = work / "model.onnx"
     shutil.copyfile(onnx_path, model_copy)
     calib_path = write_calibration_inputs(work, calib01)
+    extra: list[str] = []
+    replacements = same_padding_replacements(model_copy) if same_padding_deconv else []
+    if replacements:
+        import json
+
+        (work / "param_replacement.json").write_text(
+            json.dumps({"format_version": 1, "operations": replacements}, indent=1), encoding="utf-8")
+        extra = ["-prf", "param_replacement.json"]
     as_list = lambda v: "[[[[" + ",".join(f"{float(a):.8g}" for a in v) + "]]]]"  # noqa: E731 (1,1,1,C) NHWC
     cmd = _onnx2tf_command() + [
         "-i", model_copy.name, "-o", "out", "-oiqt", "-qt", quant_type,
         "-cind", input_name, calib_path.name, as_list(mean), as_list(std),
         "-v", "error",
-    ]
+    ] + extra
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     log.debug("running %s in %s", " ".join(cmd), work)
     try:
@@ -232,15 +303,21 @@ def embed_metadata(path: str | os.PathLike, payload: dict[str, Any], name: str =
 
     path = Path(path)
     model = fbu.read_model(str(path))
-    data = json.dumps(payload, sort_keys=True).encode("utf-8")
+    # compact separators: the same bytes go into every artifact, int8 and fp32 alike
+    data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(data, dtype=np.uint8)
-    model.buffers.append(buffer)
-    md = schema.MetadataT()
-    md.name = name
-    md.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name) != name]
-    model.metadata.append(md)
+    model.metadata = list(model.metadata or [])
+    existing = [m for m in model.metadata if (m.name.decode() if isinstance(m.name, bytes) else m.name) == name]
+    if existing:  # replace in place: no orphaned old payload left in the file
+        model.buffers[existing[0].buffer] = buffer
+        model.metadata = [m for m in model.metadata if m not in existing[1:]]
+    else:
+        model.buffers.append(buffer)
+        md = schema.MetadataT()
+        md.name = name
+        md.buffer = len(model.buffers) - 1
+        model.metadata.append(md)
     tmp = path.with_name(path.name + ".tmp")
     fbu.write_model(model, str(tmp))
     os.replace(tmp, path)

@@ -149,7 +149,75 @@ def test_ops_and_rank(converted):
     assert fp32.op_counts.get("CONV_2D", 0) > 0 and fp32.op_counts.get("TRANSPOSE_CONV", 0) == 2
     assert fp32.max_tensor_rank <= 4  # rank-4 PixelShuffle formulation: no 6-D tensors
     assert man.artifact("onnx").op_counts.get("ConvTranspose") == 2
+    assert "BatchNormalization" not in man.artifact("onnx").op_counts  # folded at export
     assert man.artifact("tvm_host").op_counts.get("nn.conv2d_transpose") == 2
+    for name in TFLITE:  # folded BN: no MUL/ADD after the deconvs; SAME deconvs: no crop
+        ops = man.artifact(name).op_counts
+        assert "MUL" not in ops and "STRIDED_SLICE" not in ops, (name, ops)
+        assert ops.get("ADD") == 10, (name, ops)  # the backbone's residual connections only
+
+
+def test_fold_deconv_batchnorm_same_function_and_untouched_original():
+    import torch
+
+    from converters.onnx_export import fold_deconv_batchnorm
+    from sdk.model import build_model, load_config
+
+    torch.manual_seed(0)
+    model = build_model(load_config("tiny")).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.2, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded, n = fold_deconv_batchnorm(model)
+    assert n == 2  # tiny is SDD
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) == \
+        sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) - 2
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        ref, got = model(x), folded(x)
+    assert ref.abs().max() > 1e-3
+    assert (ref - got).abs().max() <= 1e-6 * max(1.0, float(ref.abs().max()))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _deconv_onnx(path: Path, k: int, s: int, p: int, op: int = 0, after_reshape: bool = False) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.zeros((4, 6, k, k), np.float32), "w")
+    nodes, src = [], "input"
+    if after_reshape:
+        shape = numpy_helper.from_array(np.array([1, 4, 8, 8], np.int64), "shape")
+        nodes.append(helper.make_node("Reshape", ["input", "shape"], ["r"], name="reshape0"))
+        src, inits = "r", [w, shape]
+    else:
+        inits = [w]
+    nodes.append(helper.make_node("ConvTranspose", [src, "w"], ["heatmaps"], name="deconv0", kernel_shape=[k, k],
+                                  strides=[s, s], pads=[p, p, p, p], output_padding=[op, op]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_same_padding_replacements(tmp_path):
+    from converters.tflite import same_padding_replacements
+
+    (r,) = same_padding_replacements(_deconv_onnx(tmp_path / "a.onnx", 4, 2, 1))
+    assert r == {"op_name": "deconv0", "param_target": "op", "padding": "SAME", "strides": [2, 2],
+                 "dilations": [1, 1], "output_shape": [1, 16, 16, 6]}
+    # kernel 3, stride 2, pad 1 (+ output_padding 1): TF SAME would crop 0 before / 1 after, not 1 / 1
+    assert same_padding_replacements(_deconv_onnx(tmp_path / "b.onnx", 3, 2, 1, op=1)) == []
+    assert same_padding_replacements(_deconv_onnx(tmp_path / "c.onnx", 4, 2, 0)) == []
+    pre, conv = same_padding_replacements(_deconv_onnx(tmp_path / "d.onnx", 4, 2, 1, after_reshape=True))
+    assert pre == {"op_name": "reshape0", "param_target": "outputs", "param_name": "r",
+                   "post_process_transpose_perm": [0, 2, 3, 1]}
+    assert conv["op_name"] == "deconv0"
 
 
 def test_report_and_ced(converted):
@@ -340,6 +408,15 @@ def test_unconvertible_op_names_op_and_node(tmp_path):
            "\x1b[31mERROR:\x1b[0m onnx_op_name: the_odd_node\n")
     msg = explain_onnx2tf_failure(log, tmp_path / "b.onnx")
     assert "'Sigmoid'" in msg and "'the_odd_node'" in msg and "Cannot reshape" in msg
+    # onnx2tf writes "/x" node names as "wa/x" in its quantizing runs
+    onnx_path = _onnx_with("Sigmoid", tmp_path / "c.onnx")
+    import onnx
+
+    m = onnx.load(str(onnx_path))
+    m.graph.node[1].name = "/head/odd"
+    onnx.save(m, str(onnx_path))
+    msg = explain_onnx2tf_failure("ValueError: bad\nonnx_op_name: wa/head/odd\n", onnx_path)
+    assert "'Sigmoid'" in msg and "'/head/odd'" in msg
 
 
 def test_tvm_missing_is_a_clear_error(monkeypatch):
@@ -399,3 +476,17 @@ def test_tvm_tuning_small_budget_matches_torch(tiny_ckpt, tmp_path):
     got = TvmRunner(b.path).heatmaps(x)
     assert np.abs(ref).max() > 0.3  # a non-trivial output, so the comparison means something
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_embed_metadata_replaces_without_leftovers(converted, tmp_path):
+    from converters.tflite import embed_metadata
+    from sdk.runtime.tflite import read_tflite_metadata
+
+    f = tmp_path / "m.tflite"
+    shutil.copyfile(converted[1] / "fp32.tflite", f)
+    embed_metadata(f, {"a": list(range(50))})
+    size = f.stat().st_size
+    embed_metadata(f, {"a": list(range(50))})
+    assert f.stat().st_size == size  # the old payload is replaced, not orphaned
+    assert read_tflite_metadata(f) == {"a": list(range(50))}
+    assert b'"a":[0,1,2' in f.read_bytes()  # compact JSON

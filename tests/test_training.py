@@ -49,6 +49,8 @@ def test_config_errors(tmp_path):
         TrainConfig.from_dict({"augment": {"mixup": 1}})
     with pytest.raises(ConfigError):
         TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="eval_every"):
+        TrainConfig(eval_every=0)
     with pytest.raises(ConfigError, match="neither a file nor a shipped recipe"):
         load_train_config("nope")
     bad = tmp_path / "bad.yaml"

@@ -34,7 +34,8 @@ def test_tiny_model_beats_mean_shape_by_half(tmp_path):
     data = tmp_path / "faces"
     synth.write_jd_folder(data, FACES, seed=77, size=128, cfg=CLEAN, progress=False)
     cfg = load_train_config("tiny").replace(
-        epochs=EPOCHS, lr=3e-3, lr_milestones=(0.7, 0.9), val_fraction=HELD_OUT / FACES, workers=1, threads=1,
+        epochs=EPOCHS, lr=3e-3, lr_milestones=(0.7, 0.9), val_fraction=HELD_OUT / FACES,
+        workers=1, threads=1, eval_every=10,
         augment=AugmentConfig(flip=0.5, pca_noise=0.0, color_jitter=0.0, erasing=0.0, rotation=10.0),
     )
     result = train(cfg, data, tmp_path / "run", progress=False)

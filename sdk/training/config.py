@@ -39,6 +39,8 @@ class TrainConfig:
         val_fraction: share of the data held out for per-epoch evaluation when no ``val_data``.
         val_data: separate evaluation data set (same formats as the training data), or None.
         val_limit: evaluate on at most this many held-out faces (0 = all).
+        eval_every: evaluate every N epochs (1 = every epoch, the default); the last epoch of a run
+            is always evaluated.
         data_format: ``auto``, ``jd``, ``wflw`` or ``300w``.
         detector_points: file of detector five points per training image, or None (ground truth).
         workers: DataLoader worker processes.
@@ -60,6 +62,7 @@ class TrainConfig:
     val_fraction: float = 0.05
     val_data: str | None = None
     val_limit: int = 0
+    eval_every: int = 1
     data_format: str = "auto"
     detector_points: str | None = None
     workers: int = 2
@@ -81,6 +84,8 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if int(self.workers) < 0 or int(self.val_limit) < 0 or int(self.threads) < 0:
             raise ConfigError("workers, val_limit and threads must be >= 0")
+        if int(self.eval_every) < 1:
+            raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
         if not (self.device in ("auto", "cpu") or str(self.device).startswith("cuda")):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if not isinstance(self.augment, AugmentConfig):

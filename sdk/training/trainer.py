@@ -47,7 +47,7 @@ from sdk.training.evaluate import evaluate
 log = logging.getLogger(__name__)
 
 #: Trainer-state keys that may differ between an interrupted run and its resumption.
-RESUMABLE_CHANGES = ("workers", "device", "threads")
+RESUMABLE_CHANGES = ("workers", "device", "threads", "eval_every")
 
 
 @dataclass
@@ -230,7 +230,8 @@ def train(
             raise ConfigError(f"--resume: no checkpoint {last_path} to resume from")
         ckpt_model, ckpt_cfg, extra = load_checkpoint(last_path, map_location="cpu")
         state = extra.get("trainer") or {}
-        if ckpt_cfg != mcfg or _comparable(state.get("train_config", {})) != _comparable(cfg.to_dict()):
+        saved = TrainConfig.from_dict(state.get("train_config", {})).to_dict()  # older files: defaults filled in
+        if ckpt_cfg != mcfg or _comparable(saved) != _comparable(cfg.to_dict()):
             raise ConfigError(f"--resume: {last_path} was made with a different model or training config; "
                               "use the same CONFIG and --epochs, or a new --out")
         model.load_state_dict(ckpt_model.state_dict())
@@ -290,7 +291,7 @@ def train(
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
                                "train_images": int(count) * info.world, "world_size": info.world}
         if info.main:
-            if val_set is not None:
+            if val_set is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == stop):
                 res = evaluate(model, val_set, device, batch_size=max(cfg.batch_size, 32), workers=cfg.workers,
                                method=cfg.decode_method, progress=progress)
                 summ = res.summary()

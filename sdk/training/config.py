@@ -154,8 +154,6 @@ def load_train_config(name_or_path: str | os.PathLike) -> TrainConfig:
 
 def save_train_config(cfg: TrainConfig, path: str | os.PathLike) -> Path:
     """Write ``cfg`` as YAML atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    from sdk.fileio import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -10,7 +10,6 @@ synthetic faces with and without the flip test). Refuses checkpoints over 15 MB.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from sdk.assets import DEMO_CARD, DEMO_CHECKPOINT, DEMO_LABEL
 from sdk.errors import FacelmError
+from sdk.fileio import atomic_write_text, sha256_file
 
 MAX_BYTES = 15 * 1024 * 1024
 
@@ -50,7 +50,7 @@ def package(checkpoint: str | os.PathLike, heldout: str | os.PathLike, out: Path
     doc = {
         "label": DEMO_LABEL,
         "file": out.name,
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "sha256": sha256_file(out),
         "size_bytes": size,
         "model": mcfg.to_dict(),
         "commands": commands or DEFAULT_COMMANDS,
@@ -59,9 +59,7 @@ def package(checkpoint: str | os.PathLike, heldout: str | os.PathLike, out: Path
                     "no_flip_test": summary["plain"], "flip_test": summary["flip"]},
         "train_log": history,
     }
-    tmp = card.with_name(f".{card.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, card)
+    atomic_write_text(card, json.dumps(doc, indent=2) + "\n")
     return doc
 
 

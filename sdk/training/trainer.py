@@ -39,6 +39,7 @@ from sdk.data.augment import AugmentConfig
 from sdk.data.dataset import LandmarkDataset, TargetSpec
 from sdk.data.sources import load_records
 from sdk.errors import ConfigError, InputError
+from sdk.fileio import atomic_write_text
 from sdk.metrics import plot_ced
 from sdk.model import ModelConfig, build_model, load_checkpoint, load_config, save_checkpoint
 from sdk.training.config import TrainConfig, save_train_config
@@ -150,9 +151,7 @@ def _model_config(name: str) -> ModelConfig:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:

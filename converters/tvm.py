@@ -138,10 +138,13 @@ def tuning_plan(trials: int, n_tasks: int) -> tuple[int, int]:
 
     Every task should get trials: ``per_round * n_tasks <= trials`` (FACTS.md; an untuned
     task stays very slow). Below one trial per task, the scheduler reaches only
-    ``trials`` tasks and the rest keep TVM's default schedules.
+    ``trials`` tasks and the rest keep TVM's default schedules. The per-task cap is rounded
+    up so the whole budget can be spent (MetaSchedule stops at the global budget).
     """
-    per_round = max(1, min(64, trials // max(1, n_tasks)))
-    return max(per_round, trials // max(1, n_tasks)), per_round
+    n = max(1, n_tasks)
+    per_round = max(1, min(64, trials // n))
+    # ceil: with floor, 70 trials over 36 tasks capped every task at 1 and 34 trials went unused
+    return max(per_round, -(-trials // n)), per_round
 
 
 def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population: int = 128,

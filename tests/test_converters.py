@@ -490,3 +490,15 @@ def test_embed_metadata_replaces_without_leftovers(converted, tmp_path):
     assert f.stat().st_size == size  # the old payload is replaced, not orphaned
     assert read_tflite_metadata(f) == {"a": list(range(50))}
     assert b'"a":[0,1,2' in f.read_bytes()  # compact JSON
+
+
+def test_tuning_plan_spends_the_whole_budget():
+    from converters.tvm import tuning_plan
+
+    assert tuning_plan(70, 36) == (2, 1)  # 36 x 2 >= 70: no task capped below the budget
+    assert tuning_plan(210, 36) == (6, 5)
+    assert tuning_plan(4, 35) == (1, 1)  # fewer trials than tasks: one each, as far as it goes
+    assert tuning_plan(10_000, 10) == (1000, 64)
+    for trials, tasks in ((70, 36), (210, 36), (1000, 35), (7, 3)):
+        per_task, per_round = tuning_plan(trials, tasks)
+        assert per_task * tasks >= trials and per_round * tasks <= max(trials, tasks)

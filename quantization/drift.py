@@ -148,7 +148,8 @@ class GateConfig:
     Attributes:
         parity_max_abs: largest heatmap difference allowed for fp32 artifacts (ONNX, fp32
             TFLite, TVM host) against torch.
-        int8_drift_mean: largest mean landmark drift (NME fraction vs torch) for int8 artifacts.
+        int8_drift_mean: largest mean landmark drift (NME fraction vs torch) for artifacts
+            with int8 weights (:data:`INT8_ARTIFACTS`).
     """
 
     parity_max_abs: float = 1e-4
@@ -156,7 +157,9 @@ class GateConfig:
 
 
 FP32_ARTIFACTS = ("onnx", "fp32", "tvm_host")
-INT8_ARTIFACTS = ("int8", "int8_io")
+#: Every artifact with int8 weights. dynamic_int8 is gated too: with ``--quant-type per-tensor``
+#: onnx2tf's dynamic-range model of the final config drifted 89% (NME) while int8 drifted 0.13%.
+INT8_ARTIFACTS = ("int8", "int8_io", "dynamic_int8", "int16x8")
 
 
 def check_gates(parity: dict[str, float], drift_means: dict[str, float], gates: GateConfig) -> list[str]:

@@ -67,6 +67,9 @@ def test_gates():
     assert len(fails) == 3  # onnx parity, int8 drift, NaN int8_io drift; fp16 is not gated
     assert fails[0].startswith("onnx:") and "int8:" in fails[1] and fails[2].startswith("int8_io")
     assert check_gates({}, {"int8": 0.003}, GateConfig(int8_drift_mean=0.01)) == []
+    # every artifact with int8 weights is gated, not just the fully integer ones
+    fails = check_gates({}, {"dynamic_int8": 0.887, "int16x8": 0.0001, "fp16": 0.9}, g)
+    assert len(fails) == 1 and fails[0].startswith("dynamic_int8:")
 
 
 # ------------------------------------------------------------------------ calibration

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from sdk.fileio import atomic_write_text
 from sdk.runtime.manifest import Manifest
 
 
@@ -127,9 +127,5 @@ def write_report(
         text += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
     text += ["", "## Stage timings", ""] + [f"- {k}: {v:.1f} s" for k, v in timings.items()]
     path = folder / "report.md"
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".md", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(text) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(text) + "\n")
     return path

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sdk.errors import ConversionError
+from sdk.fileio import atomic_path
 from sdk.runtime.tflite import METADATA_NAME
 
 log = logging.getLogger(__name__)
@@ -318,6 +319,5 @@ def embed_metadata(path: str | os.PathLike, payload: dict[str, Any], name: str =
         md.name = name
         md.buffer = len(model.buffers) - 1
         model.metadata.append(md)
-    tmp = path.with_name(path.name + ".tmp")
-    fbu.write_model(model, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tflite") as tmp:
+        fbu.write_model(model, str(tmp))

@@ -20,6 +20,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
 
     For writers that want a file name (``fig.savefig``, ``torch.save``). On error the
     temporary file is removed and ``path`` is left as it was. Parent folders are created.
+    The result has mode 0644.
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +28,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are ordinary readable files
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

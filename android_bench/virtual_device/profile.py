@@ -211,34 +211,30 @@ sys.stderr.write("cmd: Can't find service: " + (args[0] if args else "") + "\\n"
 """), exe)
 
 
-def install_benchmark_model(root: Path, project_root: Path | None = None) -> str:
-    """Put the stand-in ``benchmark_model`` at /data/local/tmp/benchmark_model.
+def _install_stand_in(root: Path, name: str, module: str, project_root: Path | None) -> str:
+    """Write /data/local/tmp/NAME as a shell script that runs ``python -m MODULE "$@"``.
 
-    Returns its device path. The stand-in runs ``android_bench.virtual_device.
-    benchmark_model`` with this interpreter (ai-edge-litert inside).
+    Returns its device path. The script runs this interpreter with the project on PYTHONPATH.
     """
     project_root = project_root or Path(__file__).resolve().parents[2]
-    path = Path(root) / REMOTE_TMP.lstrip("/") / "benchmark_model"
+    path = Path(root) / REMOTE_TMP.lstrip("/") / name
     body = (
         "#!/bin/sh\n"
         f"PYTHONPATH={_sh_quote(str(project_root))}${{PYTHONPATH:+:$PYTHONPATH}} "
-        f"exec {_sh_quote(sys.executable)} -m android_bench.virtual_device.benchmark_model \"$@\"\n"
+        f"exec {_sh_quote(sys.executable)} -m {module} \"$@\"\n"
     )
     _write(path, body, 0o755)
-    return f"{REMOTE_TMP}/benchmark_model"
+    return f"{REMOTE_TMP}/{name}"
+
+
+def install_benchmark_model(root: Path, project_root: Path | None = None) -> str:
+    """Put the stand-in ``benchmark_model`` (ai-edge-litert inside) at /data/local/tmp/benchmark_model."""
+    return _install_stand_in(root, "benchmark_model", "android_bench.virtual_device.benchmark_model", project_root)
 
 
 def install_tvm_rpc(root: Path, project_root: Path | None = None) -> str:
     """Put a stand-in ``tvm_rpc`` (TVM's Python RPC server) at /data/local/tmp/tvm_rpc."""
-    project_root = project_root or Path(__file__).resolve().parents[2]
-    path = Path(root) / REMOTE_TMP.lstrip("/") / "tvm_rpc"
-    body = (
-        "#!/bin/sh\n"
-        f"PYTHONPATH={_sh_quote(str(project_root))}${{PYTHONPATH:+:$PYTHONPATH}} "
-        f"exec {_sh_quote(sys.executable)} -m android_bench.virtual_device.tvm_rpc \"$@\"\n"
-    )
-    _write(path, body, 0o755)
-    return f"{REMOTE_TMP}/tvm_rpc"
+    return _install_stand_in(root, "tvm_rpc", "android_bench.virtual_device.tvm_rpc", project_root)
 
 
 def _sh_quote(s: str) -> str:

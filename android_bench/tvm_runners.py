@@ -73,7 +73,30 @@ def _outputs(tvm, vm, device, samples: list[list[bytes]], inputs: list[TensorInf
     return results
 
 
-class LocalTvmRunner:
+class _RelaxVmRunner:
+    """Timing and outputs of a relax VM; subclasses say where the module and device come from."""
+
+    def _load(self, ref):
+        """``(module, device)`` for an artifact reference (host path or uploaded name)."""
+        raise NotImplementedError
+
+    def _vm(self, ref):
+        t0 = time.perf_counter()
+        module, device = self._load(ref)
+        vm = self.relax.VirtualMachine(module, device)
+        return vm, device, (time.perf_counter() - t0) * 1e3
+
+    def benchmark(self, ref, inputs: list[TensorInfo]) -> Measurement:
+        vm, device, load_ms = self._vm(ref)
+        return _time_vm(self.tvm, vm, device, _random_inputs(inputs), self.opt, load_ms)
+
+    def outputs(self, ref, inputs: list[TensorInfo], outputs: list[TensorInfo],
+                samples: list[list[bytes]]) -> list[list[np.ndarray]]:
+        vm, device, _ = self._vm(ref)
+        return _outputs(self.tvm, vm, device, samples, inputs)
+
+
+class LocalTvmRunner(_RelaxVmRunner):
     """A TVM host ``.so`` (``facelm convert`` ``tvm_host``) with the TVM runtime on this machine."""
 
     backend = "local-tvm"
@@ -97,20 +120,8 @@ class LocalTvmRunner:
     def prepare(self, path: Path, sha256: str | None = None) -> Path:
         return Path(path)
 
-    def _vm(self, path: Path):
-        t0 = time.perf_counter()
-        device = self.tvm.cpu()
-        vm = self.relax.VirtualMachine(self.tvm.runtime.load_module(str(path)), device)
-        return vm, device, (time.perf_counter() - t0) * 1e3
-
-    def benchmark(self, path: Path, inputs: list[TensorInfo]) -> Measurement:
-        vm, device, load_ms = self._vm(path)
-        return _time_vm(self.tvm, vm, device, _random_inputs(inputs), self.opt, load_ms)
-
-    def outputs(self, path: Path, inputs: list[TensorInfo], outputs: list[TensorInfo],
-                samples: list[list[bytes]]) -> list[list[np.ndarray]]:
-        vm, device, _ = self._vm(path)
-        return _outputs(self.tvm, vm, device, samples, inputs)
+    def _load(self, path: Path):
+        return self.tvm.runtime.load_module(str(path)), self.tvm.cpu()
 
     def close(self) -> None:
         pass
@@ -122,7 +133,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class TvmRpcRunner:
+class TvmRpcRunner(_RelaxVmRunner):
     """TVM on a phone: ``tvm_rpc`` started through ``adb shell``, reached through ``adb forward``.
 
     Args:
@@ -204,20 +215,8 @@ class TvmRpcRunner:
         self._remote.upload(str(path), target=name)
         return name
 
-    def _vm(self, name: str):
-        t0 = time.perf_counter()
-        device = self._remote.cpu()
-        vm = self.relax.VirtualMachine(self._remote.load_module(name), device)
-        return vm, device, (time.perf_counter() - t0) * 1e3
-
-    def benchmark(self, name: str, inputs: list[TensorInfo]) -> Measurement:
-        vm, device, load_ms = self._vm(name)
-        return _time_vm(self.tvm, vm, device, _random_inputs(inputs), self.opt, load_ms)
-
-    def outputs(self, name: str, inputs: list[TensorInfo], outputs: list[TensorInfo],
-                samples: list[list[bytes]]) -> list[list[np.ndarray]]:
-        vm, device, _ = self._vm(name)
-        return _outputs(self.tvm, vm, device, samples, inputs)
+    def _load(self, name: str):
+        return self._remote.load_module(name), self._remote.cpu()
 
     def close(self) -> None:
         """Stop the server, remove the forward and the pushed files."""

@@ -8,40 +8,33 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 
-from sdk.model.config import ALIASES, list_configs, load_config
-from sdk.model.flops import measure
-from sdk.model.paper import comparison_table, format_table
+from ._args import print_help_of
 
 FORMATS = ("text", "json")
 
 
-@dataclass(frozen=True)
-class TableOptions:
-    """Defaults of ``facelm model table`` (shared by CLI and API)."""
-
-    format: str = "text"
-
-
 def register(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
-    """Declare ``facelm model`` and its subcommands; returns the parser."""
+    """Declare ``facelm model`` and its subcommands; returns the parser. The model zoo
+    (torch) is imported by the drivers, so ``facelm model --help`` needs no extra."""
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    sub = parser.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     p = sub.add_parser("table", help="paper Tables 2/3/4/6 GFLOPs and size beside ours, with ratios")
-    p.add_argument("--format", choices=FORMATS, default=TableOptions.format)
+    p.add_argument("--format", choices=FORMATS, default=FORMATS[0], help="output format")
     p.set_defaults(func=drive_table)
     p = sub.add_parser("info", help="layers, output size, GFLOPs, parameters and size of a config")
     p.add_argument("name", help="zoo config name (see 'facelm model list') or a YAML path")
-    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument("--format", choices=FORMATS, default=FORMATS[0], help="output format")
     p.set_defaults(func=drive_info)
     p = sub.add_parser("list", help="names of the shipped configs")
     p.set_defaults(func=drive_list)
-    parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
+    parser.set_defaults(func=print_help_of(parser))
     return parser
 
 
 def drive_table(args: argparse.Namespace) -> int:
+    from facelm.model.paper import comparison_table, format_table
+
     rows = comparison_table()
     print(json.dumps(rows, indent=1) if args.format == "json" else format_table(rows))
     return 0
@@ -49,6 +42,9 @@ def drive_table(args: argparse.Namespace) -> int:
 
 def model_info(name: str) -> dict:
     """Everything ``facelm model info`` shows, as a JSON-ready dict."""
+    from facelm.model.config import load_config
+    from facelm.model.flops import measure
+
     cfg = load_config(name)
     c = measure(cfg)
     return {
@@ -91,6 +87,8 @@ def drive_info(args: argparse.Namespace) -> int:
 
 
 def drive_list(args: argparse.Namespace) -> int:
+    from facelm.model.config import ALIASES, list_configs, load_config
+
     for name in list_configs():
         cfg = load_config(name)
         alias = f"  (alias of {ALIASES[name]})" if name in ALIASES else ""

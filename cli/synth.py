@@ -1,22 +1,26 @@
-"""``facelm synth OUT --count N [--seed S] [--size PX]``: write synthetic faces in the JD folder format."""
+"""``facelm synth OUT --count N``: write synthetic faces in the JD-landmark folder format.
+
+A shell over :func:`facelm.data.synth.write_jd_folder`; its keyword defaults are the flags' defaults.
+"""
 from __future__ import annotations
 
 import argparse
 
-from sdk.data.synth import SynthConfig, write_jd_folder
+from facelm.data.synth import write_jd_folder
 
-_DEFAULT = SynthConfig()
+from ._args import defaults_of
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    d = defaults_of(write_jd_folder)
     p = sub.add_parser(name, help=help_text, description=help_text + ". Layout: OUT/picture/NAME.jpg, "
                        "OUT/landmark/NAME.jpg.txt (106 points), OUT/bbox/NAME.jpg.rect.")
     p.add_argument("out", help="output folder (must not exist or be empty)")
     p.add_argument("--count", type=int, required=True, help="number of faces")
-    p.add_argument("--seed", type=int, default=0, help="data-set seed (default 0); face i depends only on (seed, i)")
-    p.add_argument("--size", type=int, default=_DEFAULT.size, help=f"image side in pixels (default {_DEFAULT.size})")
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    p.add_argument("--seed", type=int, default=d["seed"], help="data-set seed; face i depends only on (seed, i)")
+    p.add_argument("--size", type=int, default=d["size"], help="image side in pixels")
+    p.add_argument("--workers", type=int, default=d["workers"], help="processes")
+    p.add_argument("--quality", type=int, default=d["quality"], help="JPEG quality")
     p.set_defaults(func=drive)
     return p
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from sdk.layouts import LAYOUTS, get_layout
+from facelm.layouts import LAYOUTS, get_layout
+
+FORMATS = ("text", "json")
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument("name", nargs="?", help="one layout (jd106, wflw98, ibug68); default: all")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("name", nargs="?", help=f"one layout ({', '.join(LAYOUTS)}); default: all")
+    p.add_argument("--format", choices=FORMATS, default=FORMATS[0], help="output format")
     p.set_defaults(func=drive)
     return p
 

@@ -1,4 +1,4 @@
-"""``facelm convert``: a thin shell over :func:`converters.pipeline.convert`.
+"""``facelm convert``: a thin shell over :func:`facelm.converters.pipeline.convert`.
 
 Exit codes: 0 = converted and every gate passed; 1 = converted, but a parity or drift gate
 failed (the folder and its report are written); 2 = an error (nothing written).
@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from converters.pipeline import TARGETS, ConvertConfig
-from quantization.drift import GateConfig
+from facelm.converters.pipeline import TARGETS, ConvertConfig
+from facelm.converters.tflite import QUANT_TYPES
+from facelm.quantization.drift import GateConfig
 
 log = logging.getLogger("facelm.convert")
 
@@ -17,8 +18,7 @@ log = logging.getLogger("facelm.convert")
 def register(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     """Declare the flags; defaults come from :class:`ConvertConfig` and :class:`GateConfig`."""
     d, g = ConvertConfig(), GateConfig()
-    p = subparsers.add_parser(name, help=help_text, description=__doc__,
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subparsers.add_parser(name, help=help_text, description=__doc__)
     p.add_argument("--config", default=d.config, help="model config name or YAML (default: the checkpoint's own)")
     p.add_argument("--weights", default=d.weights, help="checkpoint path (default: the shipped demo checkpoint)")
     p.add_argument("--random-init", action="store_true", help="convert freshly initialised weights of --config (benchmarks only)")
@@ -26,7 +26,7 @@ def register(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--calib", default=d.calib, help="'synthetic' or a folder of annotated faces (JD format or image + .txt/.pts)")
     p.add_argument("--targets", default=",".join(d.targets), help=f"comma-separated subset of {','.join(TARGETS)}")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    p.add_argument("--quant-type", default=d.quant_type, choices=("per-channel", "per-tensor"), help="int8 weight quantization")
+    p.add_argument("--quant-type", default=d.quant_type, choices=QUANT_TYPES, help="int8 weight quantization")
     p.add_argument("--int16x8", action="store_true", help="also write int16x8.tflite (int16 activations)")
     p.add_argument("--num-calib", type=int, default=d.num_calib, help="calibration faces")
     p.add_argument("--num-eval", type=int, default=d.num_eval, help="evaluation faces (disjoint from calibration)")
@@ -51,7 +51,9 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
 
 def drive(args: argparse.Namespace) -> int:
     """Run the conversion; print where the results are. Returns the exit code."""
-    from converters.pipeline import convert
+    import torch  # noqa: F401  every target starts from the torch model: without it, fail before any stage runs
+
+    from facelm.converters.pipeline import convert
 
     result = convert(config_from_args(args))
     print(f"wrote {result.out}/ ({len(result.manifest.artifacts)} artifacts): "

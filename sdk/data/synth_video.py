@@ -1,0 +1,239 @@
+"""Synthetic face video with exact per-frame 106-point ground truth.
+
+One synthetic face (:func:`facelm.data.synth.render_face`, rendered once, clean, at twice the
+video's resolution) moves along a smooth similarity trajectory: in-plane head rotation, position
+and scale are sums of slow sines with seeded phases (:data:`MOTIONS`). Each frame is the face
+warped by that frame's similarity, times a drifting lighting field, plus fresh sensor noise and a
+varying blur. The ground truth is the rendered landmarks mapped through the same similarity, so it
+is exact: on the ``static`` clip the true landmarks are bit-identical on every frame while
+lighting, noise and blur change, which makes static jitter measurable exactly.
+
+Limits: yaw, pitch and expression do not change within a clip; the synthetic renderer's public
+API draws them inside ``render_face`` (a 3-D pose trajectory needs a staged renderer).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facelm.alignment import transform_points
+from facelm.data.synth import SynthConfig, bbox_of, render_face
+from facelm.errors import InputError
+from facelm.layouts import JD106
+
+
+@dataclass(frozen=True)
+class Motion:
+    """A smooth head trajectory: each quantity is ``amplitude * sum_k sin(2 pi t / period_k + phase_k) / n``.
+
+    Attributes:
+        roll_deg: in-plane rotation amplitude, degrees.
+        shift: translation amplitude, fraction of the frame's smaller side.
+        scale: relative scale amplitude (0.1 = +-10 %).
+        period_s: periods of the sines, seconds (two per quantity, incommensurate).
+    """
+
+    roll_deg: float
+    shift: float
+    scale: float
+    period_s: tuple[float, float]
+
+
+MOTIONS: dict[str, Motion] = {
+    "static": Motion(0.0, 0.0, 0.0, (1.0, 1.0)),
+    "slow": Motion(10.0, 0.06, 0.05, (4.0, 6.3)),
+    "fast": Motion(20.0, 0.15, 0.12, (0.9, 1.4)),
+}
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """Clip settings.
+
+    Attributes:
+        width, height: frame size in pixels.
+        fps: frames per second (timestamps are ``1000 * i / fps`` ms).
+        face_width: face (contour) width as a fraction of ``height``.
+        noise_sigma: per-frame Gaussian pixel noise (0..255 units), fresh each frame.
+        blur_sigma: (min, max) of a per-frame Gaussian blur; 0 disables.
+        light_drift: amplitude of the multiplicative lighting field's drift.
+    """
+
+    width: int = 320
+    height: int = 240
+    fps: float = 30.0
+    face_width: float = 0.45
+    noise_sigma: float = 4.0
+    blur_sigma: tuple[float, float] = (0.0, 0.6)
+    light_drift: float = 0.15
+
+    def __post_init__(self) -> None:
+        if int(self.width) < 64 or int(self.height) < 64:
+            raise InputError(f"frames must be at least 64x64 px, got {self.width}x{self.height}")
+        if not self.fps > 0:
+            raise InputError(f"fps must be > 0, got {self.fps}")
+
+
+@dataclass
+class Clip:
+    """A rendered clip.
+
+    Attributes:
+        frames: (N, H, W, 3) uint8 RGB.
+        landmarks: (N, 106, 2) float64 ground truth in frame pixels.
+        timestamps_ms: (N,) float64.
+        transforms: (N, 2, 3) base render -> frame similarities.
+        motion: the motion's name.
+    """
+
+    frames: np.ndarray
+    landmarks: np.ndarray
+    timestamps_ms: np.ndarray
+    transforms: np.ndarray
+    motion: str
+    seed: int
+    config: VideoConfig
+
+
+def _wave(t: np.ndarray, periods: tuple[float, float], phases: np.ndarray) -> np.ndarray:
+    return sum(np.sin(2 * math.pi * t / p + ph) for p, ph in zip(periods, phases)) / len(periods)
+
+
+def trajectory(motion: str, frames: int, seed: int, fps: float = 30.0) -> dict[str, np.ndarray]:
+    """Per-frame roll (deg), shift (fraction of the smaller side, (N, 2)) and scale factor.
+
+    Starts from the pose at t = 0 of a seeded phase, and is smooth (C-infinity) in time.
+    """
+    if motion not in MOTIONS:
+        raise InputError(f"unknown motion {motion!r}; choose one of {', '.join(MOTIONS)}")
+    if int(frames) < 1:
+        raise InputError(f"--frames must be at least 1, got {frames}")
+    m = MOTIONS[motion]
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7001])
+    ph = rng.uniform(0, 2 * math.pi, (4, 2))
+    t = np.arange(int(frames)) / float(fps)
+    shift = np.stack([_wave(t, m.period_s, ph[1]), _wave(t, m.period_s, ph[2])], axis=1) * m.shift
+    return {"roll": m.roll_deg * _wave(t, m.period_s, ph[0]), "shift": shift,
+            "scale": 1.0 + m.scale * _wave(t, m.period_s, ph[3])}
+
+
+def _similarity(centre_src: np.ndarray, centre_dst: np.ndarray, scale: float, roll_deg: float) -> np.ndarray:
+    a = math.radians(roll_deg)
+    r = scale * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return np.concatenate([r, (centre_dst - r @ centre_src)[:, None]], axis=1)
+
+
+def render_clip(frames: int, motion: str = "static", seed: int = 0, config: VideoConfig | None = None) -> Clip:
+    """Render a clip in memory (see the module docstring).
+
+    Args:
+        frames: number of frames N.
+        motion: a key of :data:`MOTIONS`.
+        seed: the face, the trajectory's phases and the per-frame noise.
+    """
+    cfg = config or VideoConfig()
+    traj = trajectory(motion, frames, seed, cfg.fps)
+    side = min(cfg.width, cfg.height)
+    base_size = int(2 * math.ceil(math.hypot(cfg.width, cfg.height) * 0.75))
+    # A clean, near-frontal face; per-frame noise, blur and lighting are added below.
+    face_cfg = SynthConfig(size=base_size, yaw=10.0, pitch=8.0, roll=0.0, center_jitter=0.0,
+                           face_width=(cfg.face_width * side * 2 / base_size,) * 2,
+                           p_occlusion=0.0, p_glasses=0.0, p_hair_fringe=0.0, p_blur=0.0, p_noise=0.0)
+    base, lm0 = render_face(np.random.default_rng([int(seed) & 0xFFFFFFFF, 7000]), face_cfg)
+    centre = 0.5 * (lm0.min(axis=0) + lm0.max(axis=0))
+    frame_centre = np.array([(cfg.width - 1) / 2.0, (cfg.height - 1) / 2.0])
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7002])
+    light_ph = rng.uniform(0, 2 * math.pi, (2, 2, 3))
+    n = int(frames)
+    out = np.empty((n, cfg.height, cfg.width, 3), np.uint8)
+    ms = np.empty((n, 2, 3))
+    t = np.arange(n) / cfg.fps
+    for i in range(n):
+        m = _similarity(centre, frame_centre + traj["shift"][i] * side, 0.5 * traj["scale"][i], traj["roll"][i])
+        ms[i] = m
+        img = cv2.warpAffine(base, m, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
+        light = (1.0 + cfg.light_drift * np.sin(2 * math.pi * t[i] / np.array([[[3.1]], [[4.7]]]) + light_ph))
+        img *= cv2.resize(light.astype(np.float32), (cfg.width, cfg.height), interpolation=cv2.INTER_LINEAR)
+        b = rng.uniform(*cfg.blur_sigma) if cfg.blur_sigma[1] > 0 else 0.0
+        if b > 0.05:
+            img = cv2.GaussianBlur(img, (0, 0), b)
+        img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(cfg.noise_sigma)
+        out[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    lms = transform_points(np.broadcast_to(lm0, (n,) + lm0.shape), ms)
+    return Clip(frames=out, landmarks=lms, timestamps_ms=1000.0 * t, transforms=ms, motion=motion,
+                seed=int(seed), config=cfg)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
+    """Write (N, H, W, 3) uint8 RGB frames as an MP4 (OpenCV ``mp4v``)."""
+    path = Path(path)
+    n, h, w = frames.shape[:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
+    if not writer.isOpened():
+        raise InputError(f"OpenCV cannot write an MP4 to {path}")
+    try:
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+def write_clip(out: str | os.PathLike, frames: int, motion: str = "static", seed: int = 0,
+               config: VideoConfig | None = None, mp4: bool = True) -> Path:
+    """Render a clip into a folder, built under a temporary name and renamed when complete.
+
+    Layout: ``OUT/frames/000000.png`` ..., ``OUT/landmarks.jsonl`` (one line per frame: ``frame``,
+    ``timestamp_ms``, ``landmarks`` (106 x [x, y] frame pixels), ``five_points``, ``box``),
+    ``OUT/video.mp4`` and ``OUT/clip.json`` (motion, seed, config).
+
+    Raises:
+        InputError: ``out`` exists and is not an empty directory, or bad arguments.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"output {out} already exists and is not an empty directory")
+    clip = render_clip(frames, motion, seed, config)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    (tmp / "frames").mkdir(parents=True)
+    try:
+        lines = []
+        for i, (f, lm, ts) in enumerate(zip(clip.frames, clip.landmarks, clip.timestamps_ms)):
+            if not cv2.imwrite(str(tmp / "frames" / f"{i:06d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR)):
+                raise InputError(f"could not write frame {i}")
+            lines.append(json.dumps({"frame": i, "timestamp_ms": round(float(ts), 6),
+                                     "landmarks": np.round(lm, 6).tolist(),
+                                     "five_points": np.round(JD106.five_points(lm), 6).tolist(),
+                                     "box": np.round(bbox_of(lm), 6).tolist()}))
+        (tmp / "landmarks.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if mp4:
+            write_video(tmp / "video.mp4", clip.frames, clip.config.fps)
+        meta = {"generator": "facelm.data.synth_video", "layout": JD106.name, "frames": int(frames),
+                "motion": motion, "motion_spec": asdict(MOTIONS[motion]), "seed": int(seed),
+                "config": asdict(clip.config)}
+        (tmp / "clip.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_clip_landmarks(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(landmarks (N, 106, 2), timestamps_ms (N,))`` from a folder written by :func:`write_clip`."""
+    path = Path(folder) / "landmarks.jsonl"
+    if not path.is_file():
+        raise InputError(f"no landmarks.jsonl in {folder}")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return (np.array([r["landmarks"] for r in rows], np.float64), np.array([r["timestamp_ms"] for r in rows]))

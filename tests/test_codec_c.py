@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sdk.codec as codec
-from sdk.codec import core
+import facelm.codec as codec
+from facelm.codec import core
 from test_codec import bad_maps, gaussian_maps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def test_c_matches_numpy_near_borders(layout):
 
 @needs_ext
 def test_c_extension_rejects_bad_buffers():
-    from sdk.codec import _cdark
+    from facelm.codec import _cdark
 
     m = np.zeros((1, 2, 4, 4), np.float32)
     with pytest.raises(ValueError):
@@ -155,8 +155,9 @@ def test_c_extension_rejects_bad_buffers():
         _cdark.decode(m, np.empty((1, 2, 2), np.float32), np.empty((1, 2), np.float32), 2, 4, False, 1.0, 0)
 
 
-def _run_driver(exe: Path, maps: np.ndarray, method: int, blur_kernel: int, nhwc: bool,
+def _run_driver(cmd: list[str], maps: np.ndarray, method: int, blur_kernel: int, nhwc: bool,
                 scale: float = 1.0, zero_point: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Run the driver argv ``cmd`` (the executable, or qemu + executable) on ``maps``."""
     dtype_code = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.uint8): 2}[maps.dtype]
     if nhwc:
         n, h, w, k = maps.shape
@@ -164,7 +165,7 @@ def _run_driver(exe: Path, maps: np.ndarray, method: int, blur_kernel: int, nhwc
         n, k, h, w = maps.shape
     hdr = np.array([dtype_code, int(nhwc), method, blur_kernel, n, k, h, w], np.int32).tobytes()
     payload = hdr + np.float64(scale).tobytes() + np.int32(zero_point).tobytes() + maps.tobytes()
-    out = subprocess.run([str(exe)], input=payload, capture_output=True, timeout=60, check=True).stdout
+    out = subprocess.run(cmd, input=payload, capture_output=True, timeout=120, check=True).stdout
     vals = np.frombuffer(out, np.float32)
     return vals[: n * k * 2].reshape(n, k, 2), vals[n * k * 2:].reshape(n, k)
 
@@ -183,21 +184,39 @@ def _cpu_has_avx2() -> bool:
         return False
 
 
-@pytest.fixture(scope="module", params=list(CORE_VARIANTS))
-def driver(request, tmp_path_factory) -> Path:
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no system C compiler")
-    flags = CORE_VARIANTS[request.param]
-    if "-mavx2" in flags and not (platform.machine() in ("x86_64", "AMD64") and _cpu_has_avx2()):
-        pytest.skip("this CPU has no AVX2")
-    exe = tmp_path_factory.mktemp("cdriver") / f"facelm_dark_driver_{request.param}"
+def _build_driver(cc: str, flags: list[str], exe: Path) -> Path:
     cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", *flags,
            f"-I{CSRC}", str(ROOT / "tests" / "c" / "facelm_dark_driver.c"), str(CSRC / "facelm_dark.c"),
            "-o", str(exe), "-lm"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     return exe
+
+
+#: aarch64 builds, run under qemu-user with the cross toolchain's own sysroot (a C program
+#: needs only glibc): the default build (NEON through the vector extensions) and plain C99.
+ARM64_VARIANTS = {"aarch64_neon": [], "aarch64_plain_c99": ["-DFACELM_NO_VECTOR_EXT"]}
+ARM64_CC = "aarch64-linux-gnu-gcc"
+ARM64_LIBC = Path("/usr/aarch64-linux-gnu")
+
+
+@pytest.fixture(scope="module", params=list(CORE_VARIANTS) + list(ARM64_VARIANTS))
+def driver(request, tmp_path_factory) -> list[str]:
+    """argv running the portable core's driver, one per build variant (x86 and aarch64)."""
+    exe = tmp_path_factory.mktemp("cdriver") / f"facelm_dark_driver_{request.param}"
+    if request.param in ARM64_VARIANTS:
+        missing = [t for t in (ARM64_CC, "qemu-aarch64") if shutil.which(t) is None]
+        if missing or not ARM64_LIBC.is_dir():
+            pytest.skip(f"no {', '.join(missing) or ARM64_LIBC} (apt-get install qemu-user gcc-aarch64-linux-gnu)")
+        _build_driver(ARM64_CC, ARM64_VARIANTS[request.param], exe)
+        return ["qemu-aarch64", "-L", str(ARM64_LIBC), str(exe)]
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no system C compiler")
+    flags = CORE_VARIANTS[request.param]
+    if "-mavx2" in flags and not (platform.machine() in ("x86_64", "AMD64") and _cpu_has_avx2()):
+        pytest.skip("this CPU has no AVX2")
+    return [str(_build_driver(cc, flags, exe))]
 
 
 @pytest.mark.parametrize("method", codec.METHODS)

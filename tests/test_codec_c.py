@@ -226,11 +226,19 @@ def test_portable_core_alone_matches_numpy(driver, method):
     rng = np.random.default_rng(9)
     centres = rng.uniform(-1, 48, (2, 106, 2))
     maps = (gaussian_maps(centres, 48, 48, 2.0) + rng.normal(0, 0.05, (2, 106, 48, 48))).astype(np.float32)
+    adv = adversarial_float_maps(rng)
+    # 37x29 = 1073 values: not a multiple of any vector block, so every search has a tail
+    odd = (gaussian_maps(rng.uniform(-1, 38, (1, 106, 2)), 37, 29, 1.5)
+           + rng.normal(0, 0.05, (1, 106, 37, 29))).astype(np.float32)
     cases = [(maps, False, {}), (np.ascontiguousarray(maps.transpose(0, 2, 3, 1)), True, {}),
-             (adversarial_float_maps(rng), False, {})]
-    q = np.clip(np.round(maps * 120) - 100, -128, 127).astype(np.int8)
-    cases.append((q, False, {"scale": 1 / 120, "zero_point": -100}))
-    cases.append(((q.astype(np.int16) + 128).astype(np.uint8), False, {"scale": 1 / 120, "zero_point": 28}))
+             (adv, False, {}), (np.ascontiguousarray(adv.transpose(0, 2, 3, 1)), True, {}),
+             (odd, False, {}), (np.ascontiguousarray(odd.transpose(0, 2, 3, 1)), True, {})]
+    for m in (maps, odd):
+        q = np.clip(np.round(m * 120) - 100, -128, 127).astype(np.int8)
+        u = (q.astype(np.int16) + 128).astype(np.uint8)
+        for qm, zp in ((q, -100), (u, 28)):
+            cases.append((qm, False, {"scale": 1 / 120, "zero_point": zp}))
+            cases.append((np.ascontiguousarray(qm.transpose(0, 2, 3, 1)), True, {"scale": 1 / 120, "zero_point": zp}))
     for m, nhwc, quant in cases:
         c, s = _run_driver(driver, m, mcode, 11, nhwc, quant.get("scale", 1.0), quant.get("zero_point", 0))
         rc, rs = codec.decode(m, method, layout="nhwc" if nhwc else "nchw", backend="numpy", **quant)

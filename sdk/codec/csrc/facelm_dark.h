@@ -16,8 +16,9 @@
  *
  * Build: any C99 compiler (cc -std=c99 facelm_dark.c -lm; NDK clang alike). On x86-64 with
  * GCC/Clang, AVX2 kernels are compiled in and chosen at run time when the CPU has AVX2
- * (-mavx2: always; -DFACELM_NO_DISPATCH or Android: never); -DFACELM_NO_VECTOR_EXT keeps
- * every loop plain C99. All builds give the same results.
+ * (-mavx2: always; -DFACELM_NO_DISPATCH or Android: never). On AArch64 (arm64-v8a, Linux or
+ * Android) NEON kernels are always compiled in (NEON is baseline there). -DFACELM_NO_VECTOR_EXT
+ * keeps every loop plain C99. All builds give the same results.
  */
 #ifndef FACELM_DARK_H
 #define FACELM_DARK_H

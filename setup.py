@@ -1,8 +1,8 @@
 """Build hook for the optional C twin of the DARK decoder.
 
 Everything declarative lives in pyproject.toml. This file only adds the C
-extension ``sdk.codec._cdark``. Its build is optional: when no C compiler is
-available the install still succeeds and ``sdk.codec.backend()`` reports the
+extension ``facelm.codec._cdark``. Its build is optional: when no C compiler is
+available the install still succeeds and ``facelm.codec.backend()`` reports the
 numpy reference (with one logged warning).
 """
 import os
@@ -37,7 +37,7 @@ def _extensions():
         return []
     return [
         Extension(
-            "sdk.codec._cdark",
+            "facelm.codec._cdark",
             sources=sources,
             include_dirs=[CSRC],
             extra_compile_args=["-O3", "-std=c99", "-fno-math-errno"],

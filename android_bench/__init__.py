@@ -3,10 +3,10 @@
 Public API:
 
 * :func:`parse_benchmark_output` - parse any known ``benchmark_model`` output;
-* :class:`android_bench.adb.Adb` - the real ``adb`` client with timeouts and device selection;
-* :func:`android_bench.bench.bench` - benchmark artifacts on devices or on this host;
-* :func:`android_bench.report.report` - Markdown/HTML table and latency plot;
-* :class:`android_bench.virtual_device.VirtualDevice` - a loopback adb device for tests.
+* :class:`facelm.android_bench.adb.Adb` - the real ``adb`` client with timeouts and device selection;
+* :func:`facelm.android_bench.bench.bench` - benchmark artifacts on devices or on this host;
+* :func:`facelm.android_bench.report.report` - Markdown/HTML table and latency plot;
+* :class:`facelm.android_bench.virtual_device.VirtualDevice` - a loopback adb device for tests.
 """
 from .parse import parse_benchmark_output
 

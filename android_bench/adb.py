@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from sdk.errors import DeviceError
+from facelm.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdk.errors import DeviceError, FacelmError, InputError
-from sdk.fileio import sha256_file
+from facelm.errors import DeviceError, FacelmError, InputError
+from facelm.fileio import sha256_file
 
 from . import records as rec
 from .adb import Adb, NoDeviceError
@@ -48,9 +48,9 @@ class Target:
 
 
 def _from_entry(folder: Path, a) -> Target:
-    from .tvm_runners import tensor_infos
+    from .tvm_runners import tensor_specs
 
-    io = (tuple(tensor_infos(a.input)), tuple(tensor_infos(a.output))) if a.format == "tvm_so" else ((), ())
+    io = (tuple(tensor_specs(a.input)), tuple(tensor_specs(a.output))) if a.format == "tvm_so" else ((), ())
     return Target(a.name, (folder / a.file).resolve(), a.sha256, a.bytes, folder.resolve(), a.name, a.format,
                   a.target, *io)
 
@@ -66,7 +66,7 @@ def resolve_targets(path: Path, artifacts: list[str] | None = None,
     """
     path = Path(path)
     if path.is_dir():
-        from sdk.runtime import MANIFEST_NAME, load_manifest
+        from facelm.runtime import MANIFEST_NAME, load_manifest
 
         if not (path / MANIFEST_NAME).is_file():
             tflites = sorted(path.glob("*.tflite"))
@@ -88,14 +88,14 @@ def resolve_targets(path: Path, artifacts: list[str] | None = None,
         raise InputError(f"{path} does not exist")
     if path.suffix != ".tflite":
         raise InputError(f"{path} is not a .tflite file or an artifact folder")
-    from sdk.runtime import MANIFEST_NAME, load_manifest
+    from facelm.runtime import MANIFEST_NAME, load_manifest
 
     if (path.parent / MANIFEST_NAME).is_file():
         manifest = load_manifest(path.parent, verify=False)
         for a in manifest.artifacts:
             if a.file == path.name:
                 manifest = load_manifest(path.parent, verify=False)
-                from sdk.runtime.manifest import verify_artifact
+                from facelm.runtime.manifest import verify_artifact
 
                 verify_artifact(path.parent, a)
                 return [_from_entry(path.parent, a)]
@@ -127,7 +127,7 @@ def _record(runner, target: Target, options: BenchOptions) -> dict:
         "artifact": {"name": target.name, "path": str(target.path), "sha256": target.sha256, "size": target.size,
                      "manifest": str(target.manifest_dir) if target.manifest_dir else None},
         "options": options.record_dict(), "latency_ms": None, "memory_mb": None,
-        "thermal": {"before": None, "after": None}, "drift": None, "notes": [],
+        "thermal": {"before": None, "after": None}, "drift_vs_host": None, "notes": [],
     }
 
 
@@ -144,7 +144,7 @@ def run_one(runner, target: Target, options: BenchOptions, drift_source: str = "
         m = runner.benchmark(handle, list(target.inputs)) if target.fmt == "tvm_so" else runner.benchmark(handle)
         r["latency_ms"], r["memory_mb"], r["notes"] = m.latency, m.memory, m.notes
         if options.drift:
-            r["drift"] = measure_drift(runner, handle, target, options, drift_source)
+            r["drift_vs_host"] = measure_drift(runner, handle, target, options, drift_source)
     except BinaryCrashError as exc:
         r.update(status="failed", error=str(exc), stderr_tail=exc.stderr)
     r["thermal"]["after"] = runner.thermal().to_dict()
@@ -319,7 +319,10 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
 def _have_tvm() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("tvm") is not None
+    try:
+        return importlib.util.find_spec("tvm") is not None
+    except ImportError:  # an import hook that forbids TVM (the light-path test) says "not installed"
+        return False
 
 
 def _no_device_attached(adb: Adb | None, serials, all_devices) -> bool:

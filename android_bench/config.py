@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from sdk.errors import ConfigError
+from facelm.errors import ConfigError
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon")
 REMOTE_WORKDIR = "/data/local/tmp/facelm"

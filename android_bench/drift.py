@@ -1,23 +1,22 @@
 """On-device drift: the same aligned faces through the device artifact and the host fp32 reference.
 
-Needs the artifact folder's ``manifest.json`` (read with :func:`sdk.runtime.load_manifest`,
-hashes checked): input spec (NHWC, dtype, quantization), output spec (layout, K),
-stride, normalisation (``preprocess``) and decode parameters. Heatmap PSNR and
-landmark NME drift come from :func:`quantization.drift.drift_report`; landmarks are
-decoded with :func:`sdk.codec.decode` and mapped to crop pixels with the stride.
+Everything comes from the artifact folder's typed manifest (:func:`facelm.runtime.load_manifest`,
+hashes checked): input/output tensor specs, the model spec (stride, K), the normalisation and
+the decode parameters. Landmarks come from :func:`facelm.postprocess.output_to_landmarks`, the
+same function conversion and the runtime use. The figures are stored under the record key
+``drift_vs_host`` (reference ``host_fp32_tflite``), distinct from the conversion's
+``drift_vs_torch``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import InputError
-
-from .runners import TensorInfo
-
-REFERENCE_NAMES = ("fp32", "float32")
+from facelm.artifacts import FP32_REFERENCE
+from facelm.errors import InputError
+from facelm.runtime.manifest import ArtifactEntry, Manifest, TensorSpec
 
 
 @dataclass
@@ -25,7 +24,7 @@ class DriftPlan:
     """Inputs and host reference for the drift of one manifest artifact.
 
     Attributes:
-        manifest: the loaded :class:`sdk.runtime.Manifest`.
+        manifest: the loaded :class:`facelm.runtime.Manifest`.
         artifact: the entry being measured.
         reference: the host fp32 ``.tflite`` entry.
         crops: (N, S, S, 3) uint8 aligned faces; x: (N, 3, S, S) float32 normalised.
@@ -33,119 +32,88 @@ class DriftPlan:
         source: where the faces came from.
     """
 
-    manifest: object
-    artifact: object
-    reference: object
+    manifest: Manifest
+    artifact: ArtifactEntry
+    reference: ArtifactEntry
     crops: np.ndarray
     x: np.ndarray
     gt: np.ndarray | None
     source: str
 
     # -- inputs ------------------------------------------------------------------
-    def samples(self, inputs: list[TensorInfo]) -> list[list[bytes]]:
-        """Raw device input tensors, one list per face (NHWC, quantized for integer inputs)."""
+    def samples(self, inputs: list[TensorSpec]) -> list[list[bytes]]:
+        """Raw device input tensors, one list per face (in the artifact's layout, quantized for integer inputs)."""
+        from facelm.runtime.tflite import to_model_input
+
         if len(inputs) != 1:
             raise InputError(f"drift needs a single-input model, this one has {len(inputs)}")
         info = inputs[0]
         spec = self.artifact.input
-        nhwc = np.ascontiguousarray(self.x.transpose(0, 2, 3, 1))
-        if spec is not None and spec.layout.upper() == "NCHW":
-            nhwc = np.ascontiguousarray(self.x)
+        x = self.x if spec is not None and spec.layout == "NCHW" else self.x.transpose(0, 2, 3, 1)
+        if info.quantization is None and spec is not None and spec.quantization is not None:
+            info = replace(info, quantization=spec.quantization)
         out = []
-        for i in range(nhwc.shape[0]):
-            v = nhwc[i:i + 1]
-            if np.dtype(info.dtype).kind in "iu":
-                scale = info.scale or (spec.quantization.scale if spec and spec.quantization else 0.0)
-                zp = info.zero_point if info.scale else (spec.quantization.zero_point if spec and spec.quantization else 0)
-                if not scale:
-                    raise InputError(f"integer input {info.name} has no quantization scale")
-                ii = np.iinfo(np.dtype(info.dtype))
-                v = np.clip(np.rint(v / scale) + zp, ii.min, ii.max)
-            v = v.astype(info.dtype)
-            if v.size * v.itemsize != info.nbytes:
+        for i in range(x.shape[0]):
+            v = to_model_input(np.ascontiguousarray(x[i:i + 1]), info)
+            if v.nbytes != info.nbytes:
                 raise InputError(f"drift input shape {v.shape} does not fit the model input {info.shape}")
             out.append([v.tobytes()])
         return out
 
     # -- evaluation --------------------------------------------------------------
-    def _heatmaps_nchw(self, raw: np.ndarray, info: TensorInfo) -> np.ndarray:
-        h = raw.astype(np.float32)
-        if np.dtype(info.dtype).kind in "iu":
-            scale = info.scale or (self.artifact.output.quantization.scale if self.artifact.output.quantization else 0)
-            zp = info.zero_point if info.scale else self.artifact.output.quantization.zero_point
-            h = (h - np.float32(zp)) * np.float32(scale)
-        layout = (self.artifact.output.layout if self.artifact.output else "NHWC").upper()
-        return h if layout == "NCHW" else h.transpose(0, 3, 1, 2)
+    def _output_spec(self, info: TensorSpec) -> TensorSpec:
+        """The device output as a spec: the runner's dtype/quantization, the manifest's layout."""
+        entry = self.artifact.output
+        layout = entry.layout if entry is not None else "NHWC"
+        q = info.quantization or (entry.quantization if entry is not None else None)
+        return replace(info, layout=layout, quantization=q)
 
-    def decode(self, heatmaps_nchw: np.ndarray) -> np.ndarray:
-        """(N, K, h, w) -> (N, K, 2) landmarks in crop pixels, with the manifest's decode settings."""
-        from sdk.codec import DecodeConfig, decode, heatmap_to_input
+    def landmarks(self, raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
+        """Raw outputs -> (N, K, 2) landmarks in crop pixels (the shared post-processor)."""
+        from facelm.postprocess import output_to_landmarks
 
-        cfg = dict(self.manifest.decode)
-        cfg["layout"] = "nchw"
-        cfg = DecodeConfig.from_dict(cfg)
-        coords, _ = decode(np.ascontiguousarray(heatmaps_nchw, dtype=np.float32), **cfg.as_kwargs())
-        stride = self.manifest.model.get("stride")
-        if stride is None:
-            ih, iw = self.manifest.model["input_size"]
-            hh, hw = self.manifest.model["heatmap_size"]
-            stride = (iw / hw, ih / hh)
-        return heatmap_to_input(coords, stride if isinstance(stride, (int, float)) else tuple(stride))
+        return output_to_landmarks(raw, spec, self.manifest.model, self.manifest.decode).crop
 
-    def reference_heatmaps(self) -> np.ndarray:
-        """Host fp32 heatmaps (N, K, h, w) from the reference artifact."""
-        from sdk.runtime.tflite import TfliteRunner
+    def evaluate(self, outputs: list[list[np.ndarray]], output_infos: list[TensorSpec]) -> dict:
+        """Drift figures (device vs host fp32 TFLite) of the device outputs, one list of arrays per face."""
+        from facelm.quantization.drift import drift_report
+        from facelm.runtime.tflite import TfliteRunner, dequantize
 
+        spec = self._output_spec(output_infos[0])
+        raw = np.concatenate([o[0] for o in outputs], axis=0)
         runner = TfliteRunner(self.manifest.artifact_path(self.reference.name), num_threads=1)
-        return runner.heatmaps(self.x)
-
-    def evaluate(self, outputs: list[list[np.ndarray]], output_infos: list[TensorInfo]) -> dict:
-        """Drift figures of the device outputs (one list of output arrays per face)."""
-        from quantization.drift import drift_report
-
-        test = np.concatenate([self._heatmaps_nchw(o[0], output_infos[0]) for o in outputs], axis=0)
-        ref = self.reference_heatmaps()
-        if ref.shape != test.shape:
-            raise InputError(f"device heatmaps {test.shape} and reference {ref.shape} differ in shape")
-        layout = self.manifest.layout.get("name", "jd106")
-        rep, _ = drift_report(ref, test, self.decode(ref), self.decode(test), layout,
-                              gt_landmarks=self.gt)
+        ref_raw = runner.run_raw(self.x)
+        ref_spec = runner.output_spec
+        to_nchw = lambda a, s: dequantize(a, s.quantization) if s.layout == "NCHW" else \
+            dequantize(a, s.quantization).transpose(0, 3, 1, 2)  # noqa: E731
+        test_hm, ref_hm = to_nchw(raw, spec), to_nchw(ref_raw, ref_spec)
+        if ref_hm.shape != test_hm.shape:
+            raise InputError(f"device heatmaps {test_hm.shape} and reference {ref_hm.shape} differ in shape")
+        rep, _ = drift_report(ref_hm, test_hm, self.landmarks(ref_raw, ref_spec), self.landmarks(raw, spec),
+                              self.manifest.layout.name, gt_landmarks=self.gt, reference="host_fp32_tflite")
         d = rep.to_dict()
-        d.update(reference=self.reference.name, samples=int(test.shape[0]), source=self.source)
+        d.update(reference_artifact=self.reference.name, samples=int(test_hm.shape[0]), source=self.source)
         return d
-
-
-def _normalise(crops: np.ndarray, preprocess: dict) -> np.ndarray:
-    """uint8 RGB (N, S, S, 3) -> (N, 3, S, S) float32 with the manifest's normalisation."""
-    x = crops.astype(np.float32)
-    if str(preprocess.get("color", "RGB")).upper() == "BGR":
-        x = x[..., ::-1]
-    scale = float(preprocess.get("pixel_scale", 1.0 / 255.0))
-    mean = np.asarray(preprocess.get("mean", (0.0, 0.0, 0.0)), np.float32)
-    std = np.asarray(preprocess.get("std", (1.0, 1.0, 1.0)), np.float32)
-    return np.ascontiguousarray(((x * scale - mean) / std).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
 def plan_drift(manifest_dir: Path, artifact_name: str, samples: int, source: str = "synthetic") -> DriftPlan:
     """Load the manifest (hashes checked) and build ``samples`` evaluation faces.
 
-    ``source`` is ``"synthetic"`` or a face folder, as in :func:`quantization.calibration.build_sets`.
+    ``source`` is ``"synthetic"`` or a face folder, as in :func:`facelm.quantization.calibration.build_sets`.
     """
-    from quantization.calibration import EVAL_SEED, build_sets, synthetic_faces
-    from sdk.runtime import load_manifest
+    from facelm.quantization.calibration import EVAL_SEED, build_sets, synthetic_faces
+    from facelm.runtime import load_manifest
 
     manifest = load_manifest(manifest_dir, verify=True)
     entry = manifest.artifact(artifact_name)
-    refs = [a for a in manifest.artifacts if a.format == "tflite" and a.name in REFERENCE_NAMES]
-    if not refs:
-        raise InputError(f"{manifest_dir}: no fp32 .tflite artifact to serve as the drift reference")
-    size = int(manifest.model["input_size"][0])
+    if FP32_REFERENCE not in manifest.names():
+        raise InputError(f"{manifest_dir}: no {FP32_REFERENCE} .tflite artifact to serve as the drift reference")
+    size = manifest.model.input_side
     if source == "synthetic":
         faces = synthetic_faces(samples, size, EVAL_SEED)
     else:
-        _, faces = build_sets(source, input_size=size, layout=manifest.layout.get("name", "jd106"),
-                              num_calib=1, num_eval=samples)
-    gt = faces.landmarks if faces.landmarks is not None and faces.landmarks.shape[1] == int(
-        manifest.model.get("num_keypoints", -1)) else None
-    return DriftPlan(manifest, entry, refs[0], faces.crops, _normalise(faces.crops, manifest.preprocess), gt,
-                     faces.source)
+        _, faces = build_sets(source, input_size=size, layout=manifest.layout.name, num_calib=1, num_eval=samples)
+    gt = faces.landmarks if faces.landmarks is not None and faces.landmarks.shape[1] == \
+        manifest.model.num_keypoints else None
+    return DriftPlan(manifest, entry, manifest.artifact(FP32_REFERENCE), faces.crops,
+                     faces.inputs(manifest.preprocess.normalization), gt, faces.source)

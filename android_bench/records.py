@@ -7,7 +7,7 @@ Schema (``schema: 1``)::
      "options": {...}, "latency_ms": {"mean", "median", "p90", "p99", "std", "min",
      "max", "init", "first", "warmup_mean", "count", "basis"},
      "memory_mb": {"init", "overall", "peak"},
-     "thermal": {"before": {...}, "after": {...}}, "drift": null | {...}}
+     "thermal": {"before": {...}, "after": {...}}, "drift_vs_host": null | {...}}   # device vs host fp32 TFLite (facelm.quantization.drift.DriftReport)
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from typing import Iterable
 
 import numpy as np
 
-from sdk.errors import InputError
-from sdk.fileio import atomic_open
+from facelm.errors import InputError
+from facelm.fileio import atomic_open
 
 SCHEMA = 1
 _LOCK = threading.Lock()

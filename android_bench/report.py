@@ -10,13 +10,13 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdk.errors import InputError
-from sdk.fileio import atomic_path, atomic_write_text
+from facelm.errors import InputError
+from facelm.fileio import atomic_path, atomic_write_text
 
 from .records import read_records
 
 COLUMNS = ("device", "artifact", "backend", "delegate", "threads", "status", "mean", "median", "p90", "p99",
-           "std", "min", "init", "first", "mem_mb", "psnr_db", "nme_drift")
+           "std", "min", "init", "first", "mem_mb", "psnr_db", "nme_drift_vs_host")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def rows_of(records: list[dict]) -> list[Row]:
     for r in records:
         d, a, o = r.get("device") or {}, r.get("artifact") or {}, r.get("options") or {}
         lat = r.get("latency_ms") or {}
-        drift = r.get("drift") or {}
+        drift = r.get("drift_vs_host") or {}
         dev_name = " ".join(x for x in (d.get("model"), f"({d.get('soc')})" if d.get("soc") else None) if x) \
             or d.get("serial", "?")
         cells = {
@@ -48,7 +48,7 @@ def rows_of(records: list[dict]) -> list[Row]:
             "mean": lat.get("mean"), "median": lat.get("median"), "p90": lat.get("p90"), "p99": lat.get("p99"),
             "std": lat.get("std"), "min": lat.get("min"), "init": lat.get("init"), "first": lat.get("first"),
             "mem_mb": (r.get("memory_mb") or {}).get("overall"),
-            "psnr_db": drift.get("psnr_db"), "nme_drift": drift.get("drift_mean"),
+            "psnr_db": drift.get("psnr_db"), "nme_drift_vs_host": drift.get("mean"),
         }
         key = (d.get("model"), d.get("soc"), a.get("name"), r.get("backend"),
                tuple(sorted((k, str(v)) for k, v in o.items())))
@@ -68,7 +68,7 @@ def table(base: list[Row], other: list[Row] | None = None) -> tuple[list[str], l
     if other is not None:
         header += ["other mean", "ratio mean", "ratio median"]
     for r in base:
-        cells = [_fmt(r.cells[c], 4 if c == "nme_drift" else 2) for c in COLUMNS]
+        cells = [_fmt(r.cells[c], 4 if c == "nme_drift_vs_host" else 2) for c in COLUMNS]
         if other is not None:
             o = other_by_key.get(r.key)
             om, omed = (o.cells["mean"], o.cells["median"]) if o else (None, None)
@@ -144,7 +144,7 @@ def report(results: Path, out_dir: Path | None = None, compare: Path | None = No
     plot = plot_latency(base, out_dir / "latency.png", other)
     title = f"facelm bench: {Path(results).name}" + (f" vs {Path(compare).name}" if compare else "")
     if fmt == "md":
-        text = f"# {title}\n\nLatency in ms; memory in MB; nme_drift is a fraction of the face size.\n\n" \
+        text = f"# {title}\n\nLatency in ms; memory in MB; nme_drift_vs_host is the device-vs-host landmark drift (NME against the host fp32 TFLite), a fraction of the face size.\n\n" \
                + markdown(header, body) + (f"\n![latency](latency.png)\n" if plot else "")
         path = out_dir / "report.md"
     else:

@@ -2,7 +2,7 @@
 
 * :class:`BenchmarkModelRunner` - TFLite's official ``benchmark_model`` on a phone over adb;
 * :class:`LocalTfliteRunner` - the same protocol on this host with ai-edge-litert;
-* :mod:`android_bench.tvm_runners` - TVM over RPC (phone) and the TVM host ``.so``.
+* :mod:`facelm.android_bench.tvm_runners` - TVM over RPC (phone) and the TVM host ``.so``.
 
 Each runner offers ``facts()``, ``thermal()``, ``prepare(path)``,
 ``benchmark(handle) -> Measurement`` and ``outputs(handle, inputs) -> list[list[bytes]]``
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import ConfigError, DeviceError, InputError
+from facelm.errors import ConfigError, DeviceError, InputError
+from facelm.runtime.manifest import TensorSpec
 
 from . import device as dev
 from .adb import Adb, RemoteCommandError, quote
@@ -48,39 +49,20 @@ class Measurement:
     raw: list = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """Name, shape and dtype of a model input or output."""
-
-    name: str
-    shape: tuple
-    dtype: str
-    scale: float = 0.0
-    zero_point: int = 0
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
-
-
-def tflite_io(path: Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
+def tflite_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs of a ``.tflite`` file, read with the host interpreter."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from facelm.runtime.tflite import tensor_spec
 
     try:
         it = Interpreter(model_path=str(path))
     except (ValueError, RuntimeError) as exc:
         raise InputError(f"{path} is not a loadable TFLite model: {exc}") from None
-
-    def info(d: dict) -> TensorInfo:
-        scale, zp = d.get("quantization", (0.0, 0))
-        return TensorInfo(str(d["name"]), tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name,
-                          float(scale), int(zp))
-
-    return [info(d) for d in it.get_input_details()], [info(d) for d in it.get_output_details()]
+    return [tensor_spec(d) for d in it.get_input_details()], [tensor_spec(d) for d in it.get_output_details()]
 
 
-def split_outputs(raw: bytes, outputs: list[TensorInfo]) -> list[np.ndarray]:
+def split_outputs(raw: bytes, outputs: list[TensorSpec]) -> list[np.ndarray]:
     """Cut ``--output_filepath`` bytes (outputs concatenated in order) into arrays."""
     need = sum(o.nbytes for o in outputs)
     if len(raw) != need:
@@ -236,7 +218,7 @@ class BenchmarkModelRunner:
         notes = list(self.notes) + ([f"thermal waits (s): {waits}"] if any(waits) else [])
         return Measurement(combine_invocations(parsed), memory, notes, raw)
 
-    def outputs(self, remote_model: str, inputs: list[TensorInfo], outputs: list[TensorInfo],
+    def outputs(self, remote_model: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
                 samples: list[list[bytes]]) -> list[list[np.ndarray]]:
         """Run each sample (raw input tensors) once; return the outputs read back."""
         results = []
@@ -361,7 +343,7 @@ class LocalTfliteRunner:
         memory = {"init": rss_init - rss0, "overall": _rss_mb() - rss0, "peak": None}
         return Measurement(lat, memory, list(self.notes))
 
-    def outputs(self, model: Path, inputs: list[TensorInfo], outputs: list[TensorInfo],
+    def outputs(self, model: Path, inputs: list[TensorSpec], outputs: list[TensorSpec],
                 samples: list[list[bytes]]) -> list[list[np.ndarray]]:
         it = self._interpreter(model)
         ins = it.get_input_details()

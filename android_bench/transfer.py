@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from .adb import Adb, DeviceError, StorageFullError, quote
-from sdk.fileio import sha256_file
+from facelm.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

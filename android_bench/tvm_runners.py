@@ -14,28 +14,29 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import ConfigError, DeviceError, InputError
+from facelm.errors import DeviceError, InputError
+from facelm.runtime.manifest import TensorSpec
 
 from . import device as dev
 from .adb import Adb, quote
 from .config import BenchOptions
 from .records import latency_stats
-from .runners import Measurement, TensorInfo, host_facts
+from .runners import Measurement, host_facts
 from .transfer import RemoteFiles
 
 log = logging.getLogger(__name__)
 
 
 def _import_tvm():
-    try:
-        import tvm
-        from tvm import relax, rpc
-    except ImportError as exc:
-        raise ConfigError("TVM artifacts need the 'tvm' extra (pip install facelm[tvm])") from exc
+    from facelm.runtime.tvm import import_tvm
+
+    tvm = import_tvm()
+    from tvm import relax, rpc
+
     return tvm, relax, rpc
 
 
-def _random_inputs(inputs: list[TensorInfo]) -> list[np.ndarray]:
+def _random_inputs(inputs: list[TensorSpec]) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.uniform(-1, 1, size=i.shape).astype(i.dtype) for i in inputs]
 
@@ -61,7 +62,7 @@ def _time_vm(tvm, vm, device, inputs: list[np.ndarray], opt: BenchOptions, t_loa
     return Measurement(lat, {"init": None, "overall": None, "peak": None})
 
 
-def _outputs(tvm, vm, device, samples: list[list[bytes]], inputs: list[TensorInfo]) -> list[list[np.ndarray]]:
+def _outputs(tvm, vm, device, samples: list[list[bytes]], inputs: list[TensorSpec]) -> list[list[np.ndarray]]:
     results = []
     for sample in samples:
         arrays = [np.frombuffer(b, dtype=i.dtype).reshape(i.shape) for b, i in zip(sample, inputs)]
@@ -86,11 +87,11 @@ class _RelaxVmRunner:
         vm = self.relax.VirtualMachine(module, device)
         return vm, device, (time.perf_counter() - t0) * 1e3
 
-    def benchmark(self, ref, inputs: list[TensorInfo]) -> Measurement:
+    def benchmark(self, ref, inputs: list[TensorSpec]) -> Measurement:
         vm, device, load_ms = self._vm(ref)
         return _time_vm(self.tvm, vm, device, _random_inputs(inputs), self.opt, load_ms)
 
-    def outputs(self, ref, inputs: list[TensorInfo], outputs: list[TensorInfo],
+    def outputs(self, ref, inputs: list[TensorSpec], outputs: list[TensorSpec],
                 samples: list[list[bytes]]) -> list[list[np.ndarray]]:
         vm, device, _ = self._vm(ref)
         return _outputs(self.tvm, vm, device, samples, inputs)
@@ -209,7 +210,7 @@ class TvmRpcRunner(_RelaxVmRunner):
 
     def prepare(self, path: Path, sha256: str | None = None) -> str:
         from .transfer import remote_name
-        from sdk.fileio import sha256_file
+        from facelm.fileio import sha256_file
 
         name = remote_name(sha256 or sha256_file(path), Path(path).name)
         self._remote.upload(str(path), target=name)
@@ -231,9 +232,8 @@ class TvmRpcRunner(_RelaxVmRunner):
             self.files.cleanup()
 
 
-def tensor_infos(spec) -> list[TensorInfo]:
-    """A manifest TensorSpec as a one-element TensorInfo list."""
+def tensor_specs(spec: TensorSpec | None) -> list[TensorSpec]:
+    """A manifest TensorSpec as the one-element list the runners take."""
     if spec is None:
         raise InputError("a TVM artifact needs input/output specs in the manifest")
-    q = spec.quantization
-    return [TensorInfo(spec.name, tuple(spec.shape), spec.dtype, q.scale if q else 0.0, q.zero_point if q else 0)]
+    return [spec]

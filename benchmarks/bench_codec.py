@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import darkpose_baseline  # noqa: E402
 
-import sdk.codec as codec  # noqa: E402
+import facelm.codec as codec  # noqa: E402
 
 cv2.setNumThreads(1)
 CSRC = Path(__file__).resolve().parents[1] / "sdk" / "codec" / "csrc"

@@ -45,8 +45,8 @@ def median_ms(fn, x, runs: int, warmup: int) -> float:
 
 
 def convert_for_bench(args, out: Path) -> Path:
-    from converters.pipeline import ConvertConfig, convert
-    from quantization.drift import GateConfig
+    from facelm.converters.pipeline import ConvertConfig, convert
+    from facelm.quantization.drift import GateConfig
 
     cfg = ConvertConfig(config=args.config, weights=args.weights, random_init=args.random_init, out=str(out),
                         force=True, num_calib=args.num_calib, num_eval=8, latency_runs=2,
@@ -72,9 +72,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from converters.onnx_export import onnx_heatmaps  # noqa: F401 (import check)
-    from sdk.runtime import load_manifest
-    from sdk.runtime.tflite import TfliteRunner
+    from facelm.converters.onnx_export import onnx_heatmaps  # noqa: F401 (import check)
+    from facelm.runtime import load_manifest
+    from facelm.runtime.tflite import TfliteRunner
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="facelm-bench-"))
@@ -82,18 +82,18 @@ def main(argv=None) -> int:
     folder = Path(args.artifacts) if args.artifacts else convert_for_bench(args, work / "artifacts")
     convert_s = time.perf_counter() - t0
     man = load_manifest(folder)
-    size = man.model["input_size"][0]
+    size = man.model.input_side
     x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
     rows: dict[str, dict] = {}
 
     # PyTorch: rebuild from the ONNX-identical config
-    from sdk.model import build_model, load_checkpoint
-    from sdk.model.config import ModelConfig
+    from facelm.model import build_model, load_checkpoint
+    from facelm.model.config import ModelConfig
 
     if args.weights:
         model = load_checkpoint(args.weights)[0]
     else:
-        model = build_model(ModelConfig.from_dict(man.model["config"])).eval()
+        model = build_model(ModelConfig.from_dict(man.model.config)).eval()
     with torch.no_grad():
         xt = torch.from_numpy(x)
         rows["torch"] = {"ms": median_ms(lambda a: model(a), xt, args.runs, args.warmup)}
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         rows[f"tflite:{a.name}"] = {"ms": median_ms(r.invoke, xi, args.runs, args.warmup), "bytes": a.bytes,
                                     "ops": sum(a.op_counts.values()), "max_rank": a.max_tensor_rank}
 
-    from converters.tvm import TvmRunner, compile_host
+    from facelm.converters.tvm import TvmRunner, compile_host
 
     r = TvmRunner(man.artifact_path("tvm_host"))
     rows["tvm:untuned"] = {"ms": median_ms(r.invoke, x, args.runs, args.warmup), "bytes": man.artifact("tvm_host").bytes}
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         goals["tvm_best_vs_fp32_tflite"] = tvm_best / fp32["ms"]
         goals["tvm_goal_met"] = goals["tvm_best_vs_fp32_tflite"] <= 1.5
 
-    print(f"model: {man.model['name']} ({man.model['weights_file']}), input {size}px; "
+    print(f"model: {man.model.name} ({man.model.weights_file}), input {size}px; "
           f"single thread, median of {args.runs} runs after {args.warmup} warm-up; conversion {convert_s:.0f} s")
     print(f"{'runtime':24s} {'median ms':>10s} {'size':>10s}")
     for k, v in rows.items():
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     for k, v in goals.items():
         print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": man.model["name"], "rows": rows, "goals": goals,
+        Path(args.json).write_text(json.dumps({"model": man.model.name, "rows": rows, "goals": goals,
                                                "cpu_count": os.cpu_count()}, indent=2))
     return 0
 

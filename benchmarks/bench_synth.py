@@ -1,7 +1,7 @@
 """Synthetic-face throughput on one core: ``python benchmarks/bench_synth.py [--size 256]``.
 
 Measures (median of ``--repeats`` runs, same process):
-- render: ``sdk.data.synth.generate`` in memory (the rate the issue's target of 200 img/s refers to);
+- render: ``facelm.data.synth.generate`` in memory (the rate the issue's target of 200 img/s refers to);
 - write: ``write_jd_folder`` to a temporary folder (JPEG encode + three small files per face).
 OpenCV is limited to one thread and the process is pinned to one CPU where the OS allows.
 Prints one JSON object.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cv2
 
-from sdk.data import synth
+from facelm.data import synth
 
 
 def main() -> int:

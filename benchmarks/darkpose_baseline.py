@@ -8,7 +8,7 @@ in Python over every keypoint for the Taylor (Newton) step, skipping it when det
 the peak is within 2 px of the border. Maps whose max is <= 0 decode to (0, 0), as there.
 
 ``benchmarks/bench_codec.py`` times it as the slow reference and ``tests/test_codec.py``
-compares accuracy against it. The SDK's decoder is ``sdk.codec.decode``.
+compares accuracy against it. The SDK's decoder is ``facelm.codec.decode``.
 """
 from __future__ import annotations
 

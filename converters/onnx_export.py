@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import ConversionError
+from facelm.errors import ConversionError
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -25,7 +25,7 @@ def fold_deconv_batchnorm(model):
     model is not modified; its state dict stays the checkpoint's.
 
     Args:
-        model: an eval-mode heatmap model (``sdk.model``), whose ``D`` blocks expose
+        model: an eval-mode heatmap model (``facelm.model``), whose ``D`` blocks expose
             ``.deconv`` (ConvTranspose2d, groups=1) and ``.bn`` (BatchNorm2d) used as ``bn(deconv(x))``.
     Returns:
         (folded copy, number of folded blocks).
@@ -35,7 +35,7 @@ def fold_deconv_batchnorm(model):
     import torch
     from torch import nn
 
-    from sdk.model.heads import DeconvBlock
+    from facelm.model.heads import DeconvBlock
 
     folded = copy.deepcopy(model).eval()
     n = 0

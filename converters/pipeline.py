@@ -24,11 +24,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from sdk import __version__
-from sdk.errors import ConfigError, ConversionError, InputError
-from sdk.runtime.manifest import ArtifactEntry, Manifest, TensorSpec, artifact_entry_for, sha256_file, write_manifest
+from facelm import __version__
+from facelm.errors import ConfigError, ConversionError, InputError
+from facelm.artifacts import artifact_kind
+from facelm.fileio import sha256_file
+from facelm.postprocess import output_to_landmarks
+from facelm.runtime.manifest import (ArtifactEntry, LayoutSpec, Manifest, ModelContract, ModelSpec, PreprocessSpec,
+                                     TensorSpec, artifact_entry_for, write_manifest)
 
-from quantization.drift import GateConfig
+from facelm.quantization.drift import GateConfig
 
 log = logging.getLogger("facelm.convert")
 
@@ -47,7 +51,7 @@ class ConvertConfig:
             for benchmarks of architectures without trained weights).
         out: output folder.
         calib: ``"synthetic"`` or a folder of annotated faces (JD format or sidecar files).
-        targets: subset of ``("tflite", "tvm")``.
+        targets: subset of :data:`TARGETS` (catalogue ``target_group`` values).
         force: replace an existing output folder.
         quant_type: ``"per-channel"`` (default) or ``"per-tensor"`` int8 weights.
         int16x8: also ship ``int16x8.tflite`` (int8 weights, int16 activations).
@@ -76,7 +80,7 @@ class ConvertConfig:
         bad = [t for t in self.targets if t not in TARGETS]
         if bad or not self.targets:
             raise ConfigError(f"targets must be a non-empty subset of {TARGETS}, got {list(self.targets)}")
-        from converters.tflite import QUANT_TYPES
+        from facelm.converters.tflite import QUANT_TYPES
 
         if self.quant_type not in QUANT_TYPES:
             raise ConfigError(f"quant_type must be one of {QUANT_TYPES}, got {self.quant_type!r}")
@@ -131,7 +135,7 @@ class LoadedModel:
 
 def load_model(cfg: ConvertConfig) -> LoadedModel:
     """Resolve weights and config (see :class:`ConvertConfig`). Never falls back to random weights."""
-    from sdk.model import build_model, load_checkpoint, load_config
+    from facelm.model import build_model, load_checkpoint, load_config
 
     if cfg.random_init:
         import torch
@@ -140,7 +144,7 @@ def load_model(cfg: ConvertConfig) -> LoadedModel:
         mcfg = load_config(cfg.config)
         return LoadedModel(build_model(mcfg).eval(), mcfg, "random-init (torch seed 0)", None)
     if cfg.weights is None:
-        from sdk.assets import demo_checkpoint
+        from facelm.assets import demo_checkpoint
 
         path = demo_checkpoint()  # FacelmError with a clear message when it is missing
     else:
@@ -172,29 +176,6 @@ def tool_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[key] = None
     return out
-
-
-def decode_landmarks(raw: np.ndarray, tensor_layout: str, stride: float, quant: Any = None,
-                     decode_cfg: Any = None) -> np.ndarray:
-    """Decode model outputs to landmarks in input (crop) pixels with :func:`sdk.codec.decode`.
-
-    Args:
-        raw: (N, K, h, w) float heatmaps (``tensor_layout="nchw"``) or the raw (N, h, w, K) output of a
-            TFLite model (``tensor_layout="nhwc"``), int8 when ``quant`` is given.
-        stride: input pixels per heatmap pixel.
-        quant: :class:`Quantization` of an integer output, decoded directly on the integers.
-    Returns:
-        (N, K, 2) float64 in input pixels.
-    """
-    from sdk.codec import DecodeConfig, decode, heatmap_to_input
-
-    dc = decode_cfg or DecodeConfig()
-    kwargs = dict(dc.as_kwargs(), layout=tensor_layout)
-    if quant is not None:
-        kwargs.update(scale=quant.scale, zero_point=quant.zero_point)
-    res = decode(raw, **kwargs)
-    coords = res[0] if isinstance(res, tuple) else res
-    return heatmap_to_input(np.asarray(coords), stride)
 
 
 def _median_latency_ms(fn, x: np.ndarray, runs: int) -> float:
@@ -260,159 +241,212 @@ def convert(cfg: ConvertConfig) -> ConvertResult:
     return result
 
 
-def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
-    from converters import onnx_export as ox
-    from quantization.calibration import build_sets
-    from quantization.drift import check_gates, drift_report
-    from sdk.codec import DecodeConfig
-    from sdk.layouts import get_layout
-    from sdk.preprocess import DEFAULT_NORMALIZATION
-    from sdk.alignment import reference_template
+@dataclass
+class _Run:
+    """State shared by the conversion stages (one conversion).
 
-    do_tflite, do_tvm = "tflite" in cfg.targets, "tvm" in cfg.targets
-    stages = _Stages(5 + do_tflite + 2 * do_tvm)
-    warnings: list[str] = []
-    entries: list[ArtifactEntry] = []
-    latency: dict[str, float] = {}
-    own_nmes: dict[str, np.ndarray] = {}
-    drift_nmes: dict[str, np.ndarray] = {}
-    parity: dict[str, float] = {}
+    Attributes:
+        x_eval: (N, 3, S, S) float32 normalised evaluation faces.
+        ref_hm: (N, K, h, w) torch fp32 heatmaps; ref_lms: (N, K, 2) their landmarks, crop pixels.
+        gt: (N, K, 2) ground truth in crop pixels, or None.
+    """
 
-    with stages.stage("load weights"):
-        lm = load_model(cfg)
-        mcfg = lm.cfg
-        if do_tvm:  # fail before any long work when TVM is missing
-            from converters.tvm import import_tvm
+    cfg: ConvertConfig
+    tmp: Path
+    lm: LoadedModel
+    contract: ModelContract
+    tools: dict[str, Any]
+    calib: Any
+    evals: Any
+    x_eval: np.ndarray
+    ref_hm: np.ndarray
+    ref_lms: np.ndarray
+    gt: np.ndarray | None
+    latency: dict[str, float] = field(default_factory=dict)
+    parity: dict[str, float] = field(default_factory=dict)
+    own_nmes: dict[str, np.ndarray] = field(default_factory=dict)
+    drift_nmes: dict[str, np.ndarray] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
-            import_tvm()
-    layout = get_layout(mcfg.layout)
-    size, hm, stride = int(mcfg.input_size), int(mcfg.heatmap_size), float(mcfg.stride)
-    decode_cfg = DecodeConfig()
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        h, w = self.contract.model.input_size
+        return (1, 3, h, w)
 
-    with stages.stage(f"calibration ({cfg.num_calib}) and evaluation ({cfg.num_eval}) faces from {cfg.calib}"):
-        calib, evals = build_sets(cfg.calib, size, layout, cfg.num_calib, cfg.num_eval)
-        x_eval = evals.inputs()
-        gt = evals.landmarks
+    def landmarks(self, raw: np.ndarray, output: TensorSpec) -> np.ndarray:
+        """Raw outputs -> (N, K, 2) crop-pixel landmarks (the shared post-processor)."""
+        return output_to_landmarks(raw, output, self.contract.model, self.contract.decode).crop
 
-    with stages.stage("torch fp32 reference"):
-        ref_hm = ox.torch_heatmaps(lm.model, x_eval)
-        ref_lms = decode_landmarks(ref_hm, "nchw", stride, decode_cfg=decode_cfg)
-        import torch
+    def drift(self, name: str, heatmaps: np.ndarray, landmarks: np.ndarray) -> dict:
+        """Drift of artifact ``name`` vs torch fp32 (manifest key ``drift_vs_torch``); keeps its NMEs for the report."""
+        from facelm.quantization.drift import drift_report, landmark_drift
 
-        prev_threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the report's latencies are all single-thread
-        try:
-            with torch.no_grad():
-                latency["torch"] = _median_latency_ms(lambda a: lm.model(torch.from_numpy(a)), x_eval[:1],
-                                                      cfg.latency_runs)
-        finally:
-            torch.set_num_threads(prev_threads)
-
-    def add_eval(name: str, heatmaps: np.ndarray, landmarks: np.ndarray) -> dict:
-        rep, own = drift_report(ref_hm, heatmaps, ref_lms, landmarks, layout, gt)
-        from quantization.drift import landmark_drift
-
-        drift_nmes[name] = landmark_drift(ref_lms, landmarks, layout)[0]
+        rep, own = drift_report(self.ref_hm, heatmaps, self.ref_lms, landmarks, self.contract.layout.name, self.gt,
+                                reference="torch_fp32")
+        self.drift_nmes[name] = landmark_drift(self.ref_lms, landmarks, self.contract.layout.name)[0]
         if own is not None:
-            own_nmes[name] = own
+            self.own_nmes[name] = own
         return rep.to_dict()
 
+
+def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
+    do_tflite, do_tvm = "tflite" in cfg.targets, "tvm" in cfg.targets
+    stages = _Stages(4 + do_tflite + 2 * do_tvm)
+    with stages.stage("load weights"):
+        lm = load_model(cfg)
+        if do_tvm:  # fail before any long work when TVM is missing
+            from facelm.runtime.tvm import import_tvm
+
+            import_tvm()
+    with stages.stage(f"calibration ({cfg.num_calib}) and evaluation ({cfg.num_eval}) faces from {cfg.calib}"
+                      " + torch fp32 reference"):
+        run = _prepare_run(cfg, tmp, lm)
+    entries: list[ArtifactEntry] = []
     with stages.stage("torch -> ONNX (opset 17) + onnxruntime parity"):
-        onnx_path = ox.export_onnx(lm.model, tmp / "model.onnx", size)
-        ort_hm = ox.onnx_heatmaps(onnx_path, x_eval)
-        parity["onnx"] = ox.max_abs_diff(ref_hm, ort_hm)
-        e = artifact_entry_for(
-            tmp, "onnx", "model.onnx", "onnx",
-            input=TensorSpec(ox.INPUT_NAME, [1, 3, size, size], "NCHW", "float32"),
-            output=TensorSpec(ox.OUTPUT_NAME, [1, mcfg.num_keypoints, hm, hm], "NCHW", "float32"),
-            op_counts=_onnx_op_counts(onnx_path), max_tensor_rank=_onnx_max_rank(onnx_path),
-            parity={"max_abs": parity["onnx"]},
-            drift=add_eval("onnx", ort_hm, decode_landmarks(ort_hm, "nchw", stride, decode_cfg=decode_cfg)))
-        entries.append(e)
-        log.info("  onnx parity: max |torch - onnxruntime| = %.3g", parity["onnx"])
-
-    common = _common_manifest(lm, mcfg, layout, decode_cfg, DEFAULT_NORMALIZATION, reference_template(size), cfg)
-
+        entries += _onnx_stage(run)
+    onnx_path = tmp / artifact_kind("onnx").file
     if do_tflite:
         with stages.stage(f"ONNX -> TFLite (onnx2tf, {cfg.quant_type}) + drift"):
-            entries += _tflite_stage(cfg, onnx_path, calib, x_eval, tmp, common, layout, stride, decode_cfg,
-                                     add_eval, parity, latency)
-
+            entries += _tflite_stage(run, onnx_path)
     if do_tvm:
         with stages.stage(f"ONNX -> TVM host ({'untuned' if not cfg.tvm_trials else f'{cfg.tvm_trials} trials'}) + drift"):
-            from converters import tvm as tv
-
-            b = tv.compile_host(onnx_path, tmp / "tvm" / "host.so", (1, 3, size, size), trials=cfg.tvm_trials)
-            runner = tv.TvmRunner(b.path)
-            tvm_hm = runner.heatmaps(x_eval)
-            parity["tvm_host"] = ox.max_abs_diff(ref_hm, tvm_hm)
-            latency["tvm_host"] = _median_latency_ms(runner.invoke, x_eval[:1], cfg.latency_runs)
-            entries.append(artifact_entry_for(
-                tmp, "tvm_host", "tvm/host.so", "tvm_so", target=b.target,
-                input=TensorSpec("input", [1, 3, size, size], "NCHW", "float32"),
-                output=TensorSpec("output", [1, mcfg.num_keypoints, hm, hm], "NCHW", "float32"),
-                op_counts=tv.relax_op_counts(tv.import_onnx(onnx_path, (1, 3, size, size))),
-                parity={"max_abs": parity["tvm_host"]},
-                drift=add_eval("tvm_host", tvm_hm, decode_landmarks(tvm_hm, "nchw", stride, decode_cfg=decode_cfg)),
-                notes=(f"MetaSchedule trials: {cfg.tvm_trials}; {b.tuned_kernels} kernels with tuned schedules"
-                       if cfg.tvm_trials else "untuned")))
+            entries += _tvm_host_stage(run, onnx_path)
         with stages.stage("ONNX -> TVM Android arm64"):
-            a = tv.compile_android(onnx_path, tmp / "tvm", (1, 3, size, size))
-            if not a.linked:
-                warnings.append(a.note)
-                log.warning("WARNING: %s", a.note)
-            entries.append(artifact_entry_for(
-                tmp, "tvm_android", f"tvm/{a.path.name}", "tvm_so" if a.linked else "tvm_tar", target=a.target,
-                input=TensorSpec("input", [1, 3, size, size], "NCHW", "float32"),
-                output=TensorSpec("output", [1, mcfg.num_keypoints, hm, hm], "NCHW", "float32"),
-                op_counts=tv.object_counts(a.path) if not a.linked else {},
-                notes="linked with $TVM_NDK_CC" if a.linked else a.note))
-
+            entries += _tvm_android_stage(run, onnx_path)
     with stages.stage("gates, manifest and report"):
-        drift_means = {e.name: float(e.drift.get("drift_mean", float("nan"))) for e in entries if e.drift}
-        failures = check_gates(parity, drift_means, cfg.gates)
-        manifest = Manifest(
-            facelm_version=__version__, created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            artifacts=entries, gates={"passed": not failures, "failures": failures,
-                                      "parity_max_abs": cfg.gates.parity_max_abs,
-                                      "int8_drift_mean": cfg.gates.int8_drift_mean},
-            **common)
-        from converters.report import write_report
-
-        write_report(tmp, manifest, latency, own_nmes, drift_nmes, stages.timings, warnings,
-                     eval_source=evals.source, calib_source=calib.source, ref_own_nme=_ref_own(ref_lms, gt, layout))
-        write_manifest(manifest, tmp)
+        manifest, failures = _publish_manifest(run, entries, stages.timings)
     for f in failures:
         log.error("GATE FAILED: %s", f)
-    return ConvertResult(out=out, manifest=manifest, gate_failures=failures, timings=stages.timings, warnings=warnings)
+    return ConvertResult(out=out, manifest=manifest, gate_failures=failures, timings=stages.timings,
+                         warnings=run.warnings)
 
 
-def _ref_own(ref_lms: np.ndarray, gt: np.ndarray | None, layout) -> np.ndarray | None:
-    from sdk.metrics import nme
+def _prepare_run(cfg: ConvertConfig, tmp: Path, lm: LoadedModel) -> _Run:
+    """Contract, calibration/evaluation faces and the torch fp32 reference (heatmaps, landmarks, latency)."""
+    import torch
 
-    return None if gt is None else nme(ref_lms, gt, layout)
+    from facelm.converters import onnx_export as ox
+    from facelm.quantization.calibration import build_sets
+
+    contract = model_contract(lm)
+    layout = contract.layout.layout
+    calib, evals = build_sets(cfg.calib, contract.model.input_side, layout, cfg.num_calib, cfg.num_eval)
+    x_eval = evals.inputs(contract.preprocess.normalization)
+    ref_hm = ox.torch_heatmaps(lm.model, x_eval)
+    torch_out = TensorSpec(ox.OUTPUT_NAME, (1,) + tuple(ref_hm.shape[1:]), "NCHW", "float32")
+    run = _Run(cfg=cfg, tmp=tmp, lm=lm, contract=contract, tools=tool_versions(), calib=calib, evals=evals,
+               x_eval=x_eval, ref_hm=ref_hm, ref_lms=np.empty(0), gt=evals.landmarks)
+    run.ref_lms = run.landmarks(ref_hm, torch_out)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the report's latencies are all single-thread
+    try:
+        with torch.no_grad():
+            run.latency["torch"] = _median_latency_ms(lambda a: lm.model(torch.from_numpy(a)), x_eval[:1],
+                                                      cfg.latency_runs)
+    finally:
+        torch.set_num_threads(prev_threads)
+    return run
 
 
-def _common_manifest(lm: LoadedModel, mcfg, layout, decode_cfg, norm, template: np.ndarray,
-                     cfg: ConvertConfig) -> dict[str, Any]:
-    """The manifest fields shared by every artifact (also embedded in each ``.tflite``)."""
-    return {
-        "model": {
-            "name": mcfg.name, "config": mcfg.to_dict(), "weights_file": lm.weights_file,
-            "weights_sha256": lm.weights_sha256, "num_keypoints": int(mcfg.num_keypoints),
-            "input_size": [int(mcfg.input_size)] * 2, "heatmap_size": [int(mcfg.heatmap_size)] * 2,
-            "stride": float(mcfg.stride),
-        },
-        "preprocess": dict(norm.to_dict(), five_point_template=np.asarray(template).tolist(),
-                           alignment="similarity (umeyama) from five points to five_point_template"),
-        "layout": {"name": layout.name, "num_points": int(layout.num_points),
-                   "flip_permutation": [int(i) for i in layout.flip_permutation],
-                   "five_point_groups": [list(map(int, g)) for g in layout.five_point_groups]},
-        # decode.layout names the phone artifacts' (TFLite) layout; each artifact's
-        # output.layout is authoritative (ONNX/TVM emit NCHW).
-        "decode": dict(decode_cfg.to_dict(), layout="nhwc"),
-        "tools": tool_versions(),
-    }
+def model_contract(lm: LoadedModel) -> ModelContract:
+    """The manifest sections shared by every artifact (also embedded in each ``.tflite``)."""
+    from facelm.alignment import reference_template
+    from facelm.codec import DecodeConfig
+    from facelm.converters import onnx_export as ox
+    from facelm.layouts import get_layout
+    from facelm.preprocess import DEFAULT_NORMALIZATION
+
+    mcfg = lm.cfg
+    size, hm = int(mcfg.input_size), int(mcfg.heatmap_size)
+    model = ModelSpec(
+        name=mcfg.name, num_keypoints=int(mcfg.num_keypoints), input_size=(size, size), heatmap_size=(hm, hm),
+        stride=(size / hm, size / hm), input_name=ox.INPUT_NAME, input_layout="NCHW",
+        output_name=ox.OUTPUT_NAME, output_layout="NCHW", source="zoo", config=mcfg.to_dict(),
+        weights_file=lm.weights_file, weights_sha256=lm.weights_sha256)
+    preprocess = PreprocessSpec(DEFAULT_NORMALIZATION,
+                                tuple(map(tuple, np.asarray(reference_template(size)).tolist())))
+    return ModelContract(model, preprocess, LayoutSpec.of(get_layout(mcfg.layout)), DecodeConfig())
+
+
+def _onnx_stage(run: _Run) -> list[ArtifactEntry]:
+    """torch -> ``model.onnx`` with onnxruntime parity and drift."""
+    from facelm.converters import onnx_export as ox
+
+    kind = artifact_kind("onnx")
+    m = run.contract.model
+    onnx_path = ox.export_onnx(run.lm.model, run.tmp / kind.file, m.input_side)
+    ort_hm = ox.onnx_heatmaps(onnx_path, run.x_eval)
+    run.parity["onnx"] = ox.max_abs_diff(run.ref_hm, ort_hm)
+    out = TensorSpec(m.output_name, (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32")
+    log.info("  onnx parity: max |torch - onnxruntime| = %.3g", run.parity["onnx"])
+    return [artifact_entry_for(
+        run.tmp, "onnx", input=TensorSpec(m.input_name, run.input_shape, "NCHW", "float32"), output=out,
+        op_counts=_onnx_op_counts(onnx_path), max_tensor_rank=_onnx_max_rank(onnx_path),
+        parity={"max_abs": run.parity["onnx"]}, drift_vs_torch=run.drift("onnx", ort_hm, run.landmarks(ort_hm, out)))]
+
+
+def _tvm_host_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
+    """ONNX -> ``tvm/host.so`` (untuned or tuned) with parity, drift and latency."""
+    from facelm.converters import onnx_export as ox
+    from facelm.converters import tvm as tv
+
+    cfg, m = run.cfg, run.contract.model
+    kind = artifact_kind("tvm_host")
+    b = tv.compile_host(onnx_path, run.tmp / kind.file, run.input_shape, trials=cfg.tvm_trials)
+    runner = tv.TvmRunner(b.path)
+    tvm_hm = runner.heatmaps(run.x_eval)
+    out = TensorSpec("output", (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32")
+    run.parity["tvm_host"] = ox.max_abs_diff(run.ref_hm, tvm_hm)
+    run.latency["tvm_host"] = _median_latency_ms(runner.invoke, run.x_eval[:1], cfg.latency_runs)
+    return [artifact_entry_for(
+        run.tmp, "tvm_host", target=b.target, input=TensorSpec("input", run.input_shape, "NCHW", "float32"),
+        output=out, op_counts=tv.relax_op_counts(tv.import_onnx(onnx_path, run.input_shape)),
+        parity={"max_abs": run.parity["tvm_host"]},
+        drift_vs_torch=run.drift("tvm_host", tvm_hm, run.landmarks(tvm_hm, out)),
+        notes=(f"MetaSchedule trials: {cfg.tvm_trials}; {b.tuned_kernels} kernels with tuned schedules"
+               if cfg.tvm_trials else "untuned"))]
+
+
+def _tvm_android_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
+    """ONNX -> Android arm64 library (linked with $TVM_NDK_CC) or object archive."""
+    from facelm.converters import tvm as tv
+
+    m = run.contract.model
+    a = tv.compile_android(onnx_path, run.tmp / "tvm", run.input_shape)
+    if not a.linked:
+        run.warnings.append(a.note)
+        log.warning("WARNING: %s", a.note)
+    return [artifact_entry_for(
+        run.tmp, "tvm_android", f"tvm/{a.path.name}", "tvm_so" if a.linked else "tvm_tar", target=a.target,
+        input=TensorSpec("input", run.input_shape, "NCHW", "float32"),
+        output=TensorSpec("output", (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32"),
+        op_counts=tv.object_counts(a.path) if not a.linked else {},
+        notes="linked with $TVM_NDK_CC" if a.linked else a.note)]
+
+
+def _publish_manifest(run: _Run, entries: list[ArtifactEntry], timings: dict[str, float]) -> tuple[Manifest, list[str]]:
+    """Gates, ``manifest.json`` and ``report.md`` in the temp folder."""
+    from facelm.converters.report import write_report
+    from facelm.quantization.drift import check_gates
+
+    cfg = run.cfg
+    drift_means = {e.name: float(e.drift_vs_torch["mean"]) for e in entries if e.drift_vs_torch}
+    failures = check_gates(run.parity, drift_means, cfg.gates)
+    manifest = Manifest(
+        facelm_version=__version__, contract=run.contract, tools=run.tools, artifacts=entries,
+        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        gates={"passed": not failures, "failures": failures, "parity_max_abs": cfg.gates.parity_max_abs,
+               "int8_drift_mean": cfg.gates.int8_drift_mean})
+    write_report(run.tmp, manifest, run.latency, run.own_nmes, run.drift_nmes, timings, run.warnings,
+                 eval_source=run.evals.source, calib_source=run.calib.source, ref_own_nme=_ref_own(run))
+    write_manifest(manifest, run.tmp)
+    return manifest, failures
+
+
+def _ref_own(run: _Run) -> np.ndarray | None:
+    from facelm.metrics import nme
+
+    return None if run.gt is None else nme(run.ref_lms, run.gt, run.contract.layout.name)
 
 
 def _onnx_op_counts(path: Path) -> dict[str, int]:
@@ -431,49 +465,49 @@ def _onnx_max_rank(path: Path) -> int:
     return max(ranks) if ranks else 0
 
 
-def _tflite_stage(cfg, onnx_path, calib, x_eval, tmp, common, layout, stride, decode_cfg, add_eval,
-                  parity, latency) -> list[ArtifactEntry]:
-    from converters.tflite import VARIANTS, count_ops, embed_metadata, run_onnx2tf
-    from sdk.preprocess import DEFAULT_NORMALIZATION
-    from sdk.runtime.tflite import TfliteRunner, dequantize
+def _tflite_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
+    """ONNX -> every TFLite variant (one onnx2tf run), each with metadata, op counts, drift and latency."""
     from tqdm import tqdm
 
+    from facelm.artifacts import tflite_names
+    from facelm.converters.tflite import VARIANT_BY_NAME, count_ops, embed_metadata, run_onnx2tf
+    from facelm.runtime.tflite import TfliteRunner, dequantize
+
+    cfg, norm = run.cfg, run.contract.preprocess.normalization
     entries = []
     with tempfile.TemporaryDirectory(prefix="facelm-onnx2tf-") as work:
         t0 = time.perf_counter()
-        produced = run_onnx2tf(onnx_path, calib.unit_nhwc(), DEFAULT_NORMALIZATION.mean,
-                               DEFAULT_NORMALIZATION.std, work, quant_type=cfg.quant_type)
+        produced = run_onnx2tf(onnx_path, run.calib.unit_nhwc(norm), norm.mean, norm.std, work,
+                               quant_type=cfg.quant_type)
         log.info("  onnx2tf wrote %d models in %.1f s", len(produced), time.perf_counter() - t0)
-        wanted = [v for v in VARIANTS if not v.optional or (v.name == "int16x8" and cfg.int16x8)]
-        for v in tqdm(wanted, desc="TFLite variants", unit="model", leave=False):
-            if v.name not in produced:
-                raise ConversionError(f"onnx2tf did not write the {v.name} model")
-            dst = tmp / f"{v.name}.tflite"
-            shutil.copyfile(produced[v.name], dst)
+        wanted = [n for n in tflite_names() if not artifact_kind(n).optional or (n == "int16x8" and cfg.int16x8)]
+        for name in tqdm(wanted, desc="TFLite variants", unit="model", leave=False):
+            if name not in produced:
+                raise ConversionError(f"onnx2tf did not write the {name} model")
+            kind, v = artifact_kind(name), VARIANT_BY_NAME[name]
+            dst = run.tmp / kind.file
+            shutil.copyfile(produced[name], dst)
             runner = TfliteRunner(dst, num_threads=1)
-            meta = dict(common, artifact={"name": v.name, "weights": v.weights, "activations": v.activations,
-                                          "io": v.io, "quant_type": cfg.quant_type,
-                                          "input": runner.input_spec.to_dict(),
-                                          "output": runner.output_spec.to_dict()})
+            meta = dict(run.contract.to_dict(), tools=run.tools,
+                        artifact=dict(kind.to_dict(), name=name, quant_type=cfg.quant_type,
+                                      input=runner.input_spec.to_dict(), output=runner.output_spec.to_dict()))
             embed_metadata(dst, meta)
             runner = TfliteRunner(dst, num_threads=1)  # evaluate the file as shipped
-            raw = runner.run_raw(x_eval)
+            raw = runner.run_raw(run.x_eval)
             q = runner.output_spec.quantization
             hm = dequantize(raw, q).transpose(0, 3, 1, 2)
             # int8 outputs are decoded directly on the integers (the phone's path)
-            lms = decode_landmarks(raw, "nhwc", stride, quant=q, decode_cfg=decode_cfg) if q is not None \
-                else decode_landmarks(hm, "nchw", stride, decode_cfg=decode_cfg)
+            drift = run.drift(name, hm, run.landmarks(raw, runner.output_spec))
             ops, rank = count_ops(dst)
             p = {}
-            drift = add_eval(v.name, hm, lms)  # its max_abs is the heatmap difference vs torch
-            if v.name == "fp32":
-                parity["fp32"] = float(drift["max_abs"])
-                p = {"max_abs": parity["fp32"]}
-            latency[v.name] = _median_latency_ms(runner.invoke, runner.prepare(x_eval[:1]), cfg.latency_runs)
+            if kind.float_reference:  # its max_abs is the heatmap difference vs torch
+                run.parity[name] = float(drift["max_abs"])
+                p = {"max_abs": run.parity[name]}
+            run.latency[name] = _median_latency_ms(runner.invoke, runner.prepare(run.x_eval[:1]), cfg.latency_runs)
             notes = f"{v.weights} weights, {v.activations} activations, {v.io} input/output; {cfg.quant_type}"
             if rank > 4:
                 notes += f"; WARNING: rank-{rank} tensors (the TFLite GPU delegate accepts rank <= 4)"
             entries.append(artifact_entry_for(
-                tmp, v.name, dst.name, "tflite", input=runner.input_spec, output=runner.output_spec,
-                op_counts=ops, max_tensor_rank=rank, parity=p, drift=drift, notes=notes))
+                run.tmp, name, input=runner.input_spec, output=runner.output_spec, op_counts=ops,
+                max_tensor_rank=rank, parity=p, drift_vs_torch=drift, notes=notes))
     return entries

@@ -7,8 +7,8 @@ from typing import Mapping
 
 import numpy as np
 
-from sdk.fileio import atomic_write_text
-from sdk.runtime.manifest import Manifest
+from facelm.fileio import atomic_write_text
+from facelm.runtime.manifest import Manifest
 
 
 def _fmt(v, spec: str, missing: str = "–") -> str:
@@ -23,19 +23,19 @@ def _size(n: int) -> str:
 
 def artifact_table(manifest: Manifest, latency: Mapping[str, float]) -> str:
     """Markdown table: file, size, latency, PSNR, drift mean/p95/max, own NME/AUC/FR, ops."""
-    rows = ["| artifact | file | size | host latency (1 thread, median) | PSNR (dB) | drift mean | drift p95 | drift max | NME | AUC@0.08 | FR@0.08 |",
+    rows = ["| artifact | file | size | host latency (1 thread, median) | PSNR (dB) | drift vs torch mean | p95 | max | NME | AUC@0.08 | FR@0.08 |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     if "torch" in latency:
         rows.append(f"| torch fp32 (reference) | – | – | {latency['torch']:.2f} ms | – | – | – | – | – | – | – |")
     for a in manifest.artifacts:
-        d = a.drift or {}
+        d = a.drift_vs_torch or {}
         psnr = d.get("psnr_db", None) if d else None
         psnr_txt = ("∞ (identical)" if psnr is None else f"{psnr:.1f}") if d else "–"
         pct = lambda key: _fmt(None if d.get(key) is None else 100 * d[key], ".3f") + ("%" if d.get(key) is not None else "")  # noqa: E731
         lat = latency.get(a.name)
         rows.append(
             f"| {a.name} | `{a.file}` | {_size(a.bytes)} | {_fmt(lat, '.2f')}{' ms' if lat is not None else ''} | {psnr_txt} | "
-            f"{pct('drift_mean')} | {pct('drift_p95')} | {pct('drift_max')} | {pct('nme')} | "
+            f"{pct('mean')} | {pct('p95')} | {pct('max')} | {pct('nme')} | "
             f"{_fmt(None if d.get('auc') is None else 100 * d['auc'], '.2f')} | {pct('fr')} |")
     return "\n".join(rows)
 
@@ -71,7 +71,7 @@ def write_report(
         drift_nmes: artifact -> (N,) NME vs the torch fp32 landmarks (plotted when no ground truth).
         ref_own_nme: (N,) torch fp32 NME vs ground truth, drawn in every CED for comparison.
     """
-    from sdk.metrics import plot_ced
+    from facelm.metrics import plot_ced
 
     folder = Path(folder)
     ced_dir = folder / "ced"
@@ -92,14 +92,15 @@ def write_report(
 
     m = manifest.model
     gates = manifest.gates
+    norm = manifest.preprocess.normalization
     text = [
-        f"# facelm conversion report: {m.get('name')}",
+        f"# facelm conversion report: {m.name}",
         "",
-        f"- weights: `{m.get('weights_file')}` (sha256 `{m.get('weights_sha256')}`)",
-        f"- input {m.get('input_size')} px, heatmaps {m.get('heatmap_size')} (stride {m.get('stride')}), "
-        f"K = {m.get('num_keypoints')} ({manifest.layout.get('name')})",
+        f"- model: {m.source} `{m.weights_file}` (sha256 `{m.weights_sha256}`)",
+        f"- input {list(m.input_size)} px ({norm.color}, mean {list(norm.mean)}, std {list(norm.std)}), "
+        f"heatmaps {list(m.heatmap_size)} (stride {list(m.stride)}), K = {m.num_keypoints} ({manifest.layout.name})",
         f"- calibration: {calib_source}; evaluation: {eval_source}",
-        f"- decode: {manifest.decode}",
+        f"- decode: {manifest.decode.method} (blur kernel {manifest.decode.blur_kernel})",
         f"- tools: " + ", ".join(f"{k} {v}" for k, v in manifest.tools.items() if v),
         f"- gates: **{'PASSED' if gates.get('passed') else 'FAILED'}** "
         f"(fp32 parity ≤ {gates.get('parity_max_abs')}, int8 mean drift ≤ {gates.get('int8_drift_mean')})",
@@ -110,7 +111,7 @@ def write_report(
         "## Artifacts",
         "",
         "Latency: this host, one thread, median of the timed runs. PSNR: `20·log10(max|ref|/RMSE)` of the "
-        "heatmaps against torch fp32. Drift: per-image NME between the artifact's and torch fp32's "
+        "heatmaps against torch fp32. Drift vs torch: per-image NME between the artifact's and torch fp32's "
         "landmarks. NME/AUC/FR: against ground truth.",
         "",
         artifact_table(manifest, latency),
@@ -119,7 +120,7 @@ def write_report(
         "",
     ]
     for a in manifest.artifacts:
-        top = (a.drift or {}).get("top_landmarks") or []
+        top = (a.drift_vs_torch or {}).get("top_landmarks") or []
         if top and a.name not in ("onnx",):
             text.append(f"- **{a.name}**: " + ", ".join(f"{t['index']} ({t['region']}) {100 * t['drift']:.3f}%" for t in top))
     text += ["", "## Operators", "", op_table(manifest), "", "## CED", ""] + ced_lines

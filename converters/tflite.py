@@ -22,9 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sdk.errors import ConversionError
-from sdk.fileio import atomic_path
-from sdk.runtime.tflite import METADATA_NAME
+from facelm.errors import ConversionError
+from facelm.fileio import atomic_path
+from facelm.runtime.tflite import METADATA_NAME
 
 log = logging.getLogger(__name__)
 

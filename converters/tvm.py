@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sdk.errors import ConversionError, InputError
+from facelm.runtime.tvm import TvmRunner, import_tvm  # noqa: F401  (the one loader)
+from facelm.errors import ConversionError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +35,6 @@ LINK_NOTE = (
     "(the app loads it with the TVM runtime, libtvm_runtime.so), or set TVM_NDK_CC to that compiler "
     "and rerun `facelm convert` to get tvm/android.so directly."
 )
-
-
-def import_tvm():
-    """Import TVM or raise a :class:`ConversionError` saying how to install it."""
-    try:
-        import tvm  # noqa: F401
-        from tvm import relax  # noqa: F401
-    except ImportError as exc:
-        raise ConversionError(
-            "TVM is not installed (needed for --targets tvm): pip install -e '.[tvm]' "
-            f"(apache-tvm 0.27); import failed with: {exc}") from exc
-    import tvm
-
-    return tvm
 
 
 def import_onnx(onnx_path: str | os.PathLike, input_shape: tuple[int, ...], input_name: str = "input"):
@@ -300,32 +287,6 @@ def object_counts(tar_path: str | os.PathLike) -> dict[str, int]:
 
     with tarfile.open(tar_path) as tf:
         return {"object_files": sum(1 for m in tf.getmembers() if m.name.endswith(".o"))}
-
-
-class TvmRunner:
-    """Run a host ``.so`` from :func:`compile_host`: (N, 3, S, S) float32 -> (N, K, h, w)."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        tvm = import_tvm()
-        from tvm import relax
-
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"no TVM library at {path}")
-        self._tvm = tvm
-        self._dev = tvm.cpu()
-        self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(path)), self._dev)
-        self.path = path
-
-    def invoke(self, x: np.ndarray) -> np.ndarray:
-        """One (1, 3, S, S) float32 input -> (1, K, h, w) float32."""
-        out = self._vm["main"](self._tvm.runtime.tensor(np.ascontiguousarray(x, dtype=np.float32), self._dev))
-        if not hasattr(out, "numpy"):  # a tuple return
-            out = out[0]
-        return out.numpy()
-
-    def heatmaps(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([self.invoke(x[i:i + 1]) for i in range(len(x))], axis=0)
 
 
 def relax_op_counts(mod) -> dict[str, int]:

@@ -1,14 +1,14 @@
 """Calibration and evaluation sets of aligned faces.
 
-Every face goes through :func:`sdk.preprocess.align_face` (the alignment inside
-``preprocess_face``) and :func:`sdk.preprocess.normalize` / :func:`sdk.preprocess.to_unit_nhwc`,
+Every face goes through :func:`facelm.preprocess.align_face` (the alignment inside
+``preprocess_face``) and :func:`facelm.preprocess.normalize` / :func:`facelm.preprocess.to_unit_nhwc`,
 so calibration, drift evaluation, training and the runtime see identical inputs.
 
 Sources (``source`` argument):
 
-- ``"synthetic"``: :func:`sdk.data.synth.generate_aligned` faces (calibration and evaluation
+- ``"synthetic"``: :func:`facelm.data.synth.generate_aligned` faces (calibration and evaluation
   use different seeds, so they are disjoint).
-- a data set that :func:`sdk.data.sources.load_records` reads: a JD-landmark folder
+- a data set that :func:`facelm.data.sources.load_records` reads: a JD-landmark folder
   (``picture/`` + ``landmark/``), a WFLW annotation ``.txt`` or a 300W folder of ``.pts`` files.
 - an image folder: ``NAME.jpg|png|bmp`` with a sidecar ``NAME.txt`` / ``NAME.jpg.txt``
   holding ``x y`` lines: either 5 points (ArcFace order, no ground truth then) or all K
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import InputError
-from sdk.layouts import Layout, get_layout
+from facelm.errors import InputError
+from facelm.layouts import Layout, get_layout
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 SIDECAR_EXTS = (".txt",)
@@ -56,17 +56,19 @@ class FaceSet:
     def __len__(self) -> int:
         return int(self.crops.shape[0])
 
-    def inputs(self) -> np.ndarray:
-        """Normalised network inputs, (N, 3, S, S) float32."""
-        from sdk.preprocess import normalize
+    def inputs(self, norm=None) -> np.ndarray:
+        """Normalised network inputs, (N, 3, S, S) float32 (``norm``: a :class:`facelm.preprocess.Normalization`)."""
+        from facelm.preprocess import DEFAULT_NORMALIZATION, normalize
 
-        return np.ascontiguousarray(normalize(self.crops).transpose(0, 3, 1, 2), dtype=np.float32)
+        x = normalize(self.crops, norm or DEFAULT_NORMALIZATION)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
-    def unit_nhwc(self) -> np.ndarray:
-        """onnx2tf calibration format: (N, S, S, 3) float32 in [0, 1]."""
-        from sdk.preprocess import to_unit_nhwc
+    def unit_nhwc(self, norm=None) -> np.ndarray:
+        """onnx2tf calibration format: (N, S, S, 3) float32 in [0, 1], in the network's channel order."""
+        from facelm.preprocess import to_unit_nhwc
 
-        return to_unit_nhwc(self.crops)
+        x = to_unit_nhwc(self.crops)
+        return np.ascontiguousarray(x[..., ::-1]) if norm is not None and norm.color == "BGR" else x
 
 
 # ------------------------------------------------------------------------ file parsing
@@ -136,7 +138,7 @@ class _Face:
 
 
 def _faces_from_folder(source: Path, layout: Layout) -> list[_Face]:
-    from sdk.data.sources import detect_format, load_records
+    from facelm.data.sources import detect_format, load_records
 
     try:
         detect_format(source)
@@ -162,10 +164,10 @@ def _faces_from_folder(source: Path, layout: Layout) -> list[_Face]:
 
 
 def align_faces(faces: list[_Face], input_size: int, source: str) -> FaceSet:
-    """Align faces with :func:`sdk.preprocess.align_face`; ground truth only if every face has it."""
-    from sdk.alignment import transform_points
-    from sdk.data.records import read_image
-    from sdk.preprocess import align_face
+    """Align faces with :func:`facelm.preprocess.align_face`; ground truth only if every face has it."""
+    from facelm.alignment import transform_points
+    from facelm.data.records import read_image
+    from facelm.preprocess import align_face
 
     crops, lms = [], []
     for f in faces:
@@ -179,7 +181,7 @@ def align_faces(faces: list[_Face], input_size: int, source: str) -> FaceSet:
 
 def synthetic_faces(count: int, input_size: int, seed: int) -> FaceSet:
     """``count`` synthetic JD-106 faces aligned to ``input_size`` (deterministic in ``seed``)."""
-    from sdk.data.synth import generate_aligned
+    from facelm.data.synth import generate_aligned
 
     d = generate_aligned(count, seed, input_size)
     return FaceSet(d["crops"], d["landmarks"].astype(np.float64),

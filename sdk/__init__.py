@@ -1,18 +1,84 @@
-"""facelm core library.
+"""facelm: sub-pixel face landmarks from PyTorch to phones.
 
-The pipeline, stage by stage:
+The public API (imported lazily, so ``import facelm`` is cheap and works on the light
+install without torch, TensorFlow, ONNX or TVM)::
 
-- ``sdk.layouts``    landmark layouts (JD-106, WFLW-98, iBUG-68): flip permutations,
-                     five alignment points, NME normalisation.
-- ``sdk.alignment``  five-point similarity alignment to the reference template.
-- ``sdk.preprocess`` align + normalise an image into the model input (one function for
-                     training, calibration and the runtime).
-- ``sdk.model``      backbones, S/D upsampling heads, named configs, FLOPs/size.
-- ``sdk.codec``      heatmap encode / DARK decode (numpy reference + C twin), flip test.
-- ``sdk.metrics``    NME, CED, AUC@0.08, failure rate, CED plots.
-- ``sdk.data``       synthetic faces and dataset loaders, augmentation.
-- ``sdk.training``   the paper's training recipe.
-- ``sdk.runtime``    run a converted artifact from its manifest.
+    import facelm
+    with facelm.Landmarker.create_from_model_path("artifacts") as lm:   # runtime (light)
+        result = lm.detect(image_rgb, five_points)
+    coords, scores = facelm.decode(heatmaps)                             # DARK codec (light)
+    manifest = facelm.load_manifest("artifacts")                         # typed contract (light)
+    facelm.convert(facelm.ConvertConfig(config="tiny", random_init=True))  # needs facelm[convert]
+    facelm.bench("artifacts", facelm.BenchOptions())                     # adb / local benchmark
+
+The pipeline, stage by stage (one folder each in the repository):
+
+- ``facelm.layouts``     landmark layouts (JD-106, WFLW-98, iBUG-68) — sdk/layouts.py
+- ``facelm.alignment``   five-point similarity alignment to the reference template
+- ``facelm.preprocess``  align + normalise an image into the model input
+- ``facelm.model``       backbones, S/D heads, zoo configs, FLOPs/size (torch)
+- ``facelm.codec``       heatmap encode / DARK decode (numpy reference + C twin)
+- ``facelm.postprocess`` raw model output -> landmarks (the one implementation)
+- ``facelm.metrics``     NME, CED, AUC@0.08, failure rate
+- ``facelm.data``        synthetic faces, dataset loaders, augmentation
+- ``facelm.training``    the paper's training recipe (torch)
+- ``facelm.artifacts``   the artifact catalogue (names, formats, precisions, platforms)
+- ``facelm.runtime``     manifest.json (typed contract) and ``Landmarker``
+- ``facelm.converters``  torch -> ONNX -> TFLite / TVM (converters/; facelm[convert], facelm[tvm])
+- ``facelm.quantization`` calibration sets, drift and gates (quantization/)
+- ``facelm.android_bench`` adb devices, runners, records, virtual device (android_bench/)
 """
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+
+__version__ = "0.2.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Landmarker": "facelm.runtime.landmarker",
+    "LandmarkerOptions": "facelm.runtime.landmarker",
+    "LandmarkerResult": "facelm.runtime.landmarker",
+    "load_manifest": "facelm.runtime.manifest",
+    "Manifest": "facelm.runtime.manifest",
+    "ManifestError": "facelm.runtime.manifest",
+    "ModelSpec": "facelm.runtime.manifest",
+    "PreprocessSpec": "facelm.runtime.manifest",
+    "LayoutSpec": "facelm.runtime.manifest",
+    "TensorSpec": "facelm.runtime.manifest",
+    "decode": "facelm.codec",
+    "encode": "facelm.codec",
+    "DecodeConfig": "facelm.codec",
+    "EncodeConfig": "facelm.codec",
+    "Layout": "facelm.layouts",
+    "get_layout": "facelm.layouts",
+    "JD106": "facelm.layouts",
+    "WFLW98": "facelm.layouts",
+    "IBUG68": "facelm.layouts",
+    "Normalization": "facelm.preprocess",
+    "output_to_landmarks": "facelm.postprocess",
+    "convert": "facelm.converters.pipeline",
+    "ConvertConfig": "facelm.converters.pipeline",
+    "bench": "facelm.android_bench.bench",
+    "BenchOptions": "facelm.android_bench.config",
+    "FacelmError": "facelm.errors",
+    "ConfigError": "facelm.errors",
+    "InputError": "facelm.errors",
+    "ConversionError": "facelm.errors",
+    "DeviceError": "facelm.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'facelm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

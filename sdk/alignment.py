@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from sdk.errors import InputError
+from facelm.errors import InputError
 
 #: ArcFace five-point template for a 112x112 crop (left eye, right eye, nose tip,
 #: left mouth corner, right mouth corner), in pixels.

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from sdk.errors import ConfigError, InputError
+from facelm.errors import ConfigError, InputError
 
 NormKind = Literal["bbox", "inter_ocular"]
 

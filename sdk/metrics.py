@@ -16,9 +16,9 @@ from typing import Literal, Mapping
 
 import numpy as np
 
-from sdk.errors import InputError
-from sdk.fileio import atomic_path
-from sdk.layouts import Layout, get_layout
+from facelm.errors import InputError
+from facelm.fileio import atomic_path
+from facelm.layouts import Layout, get_layout
 
 AUC_THRESHOLD = 0.08
 AUC_STEP = 1e-4

@@ -14,28 +14,48 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sdk.alignment import DEFAULT_TEMPLATE, TemplateSpec, estimate_alignment, warp_face
-from sdk.errors import InputError
+from facelm.alignment import DEFAULT_TEMPLATE, TemplateSpec, estimate_alignment, warp_face
+from facelm.errors import InputError
+
+
+#: uint8 pixel -> [0, 1]: ``x01 = pixel * PIXEL_SCALE``.
+PIXEL_SCALE = 1.0 / 255.0
+COLOR_ORDERS = ("RGB", "BGR")
 
 
 @dataclass(frozen=True)
 class Normalization:
-    """Input normalisation of the network.
+    """Input normalisation of the network: ``x = (pixel / 255 - mean) / std`` per channel.
 
     Attributes:
-        mean: per-channel mean of ``x / 255`` (RGB order).
-        std: per-channel std of ``x / 255`` (RGB order).
-        color: channel order the network expects.
+        mean: per-channel mean of ``x / 255``, in the network's channel order.
+        std: per-channel std of ``x / 255``, in the network's channel order (all > 0).
+        color: channel order the network expects, ``"RGB"`` or ``"BGR"``. Images given to
+            facelm are always RGB; a ``"BGR"`` network gets its channels reversed here.
     """
 
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     color: str = "RGB"
 
+    def __post_init__(self) -> None:
+        from facelm.errors import ConfigError
+
+        mean = tuple(float(v) for v in self.mean)
+        std = tuple(float(v) for v in self.std)
+        if len(mean) != 3 or len(std) != 3:
+            raise ConfigError(f"mean and std need 3 values each, got {list(mean)} and {list(std)}")
+        if not all(np.isfinite(mean)) or not all(np.isfinite(std)) or min(std) <= 0:
+            raise ConfigError(f"mean must be finite and std finite and > 0, got mean {list(mean)} std {list(std)}")
+        if self.color not in COLOR_ORDERS:
+            raise ConfigError(f"color must be one of {COLOR_ORDERS}, got {self.color!r}")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
-        d["pixel_scale"] = 1.0 / 255.0
+        d["pixel_scale"] = PIXEL_SCALE
         return d
 
 
@@ -52,10 +72,12 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 
 def normalize(aligned: np.ndarray, norm: Normalization = DEFAULT_NORMALIZATION) -> np.ndarray:
-    """uint8 RGB (..., H, W, 3) -> float32 (..., H, W, 3) normalised (channels last)."""
+    """uint8 RGB (..., H, W, 3) -> float32 (..., H, W, 3) normalised, in ``norm.color`` order (channels last)."""
     x = np.asarray(aligned)
     if x.shape[-1] != 3:
         raise InputError(f"expected channels-last RGB with 3 channels, got shape {x.shape}")
+    if norm.color == "BGR":
+        x = x[..., ::-1]
     mean = np.asarray(norm.mean, dtype=np.float32)
     std = np.asarray(norm.std, dtype=np.float32)
     return ((x.astype(np.float32) / 255.0) - mean) / std
@@ -65,7 +87,8 @@ def denormalize(x: np.ndarray, norm: Normalization = DEFAULT_NORMALIZATION) -> n
     """Inverse of :func:`normalize`: float32 (..., H, W, 3) -> uint8 RGB."""
     mean = np.asarray(norm.mean, dtype=np.float32)
     std = np.asarray(norm.std, dtype=np.float32)
-    return np.clip(np.rint((np.asarray(x) * std + mean) * 255.0), 0, 255).astype(np.uint8)
+    out = np.clip(np.rint((np.asarray(x) * std + mean) * 255.0), 0, 255).astype(np.uint8)
+    return out[..., ::-1] if norm.color == "BGR" else out
 
 
 def align_face(

@@ -2,11 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk.alignment import (
+from facelm.alignment import (
     ARCFACE_TEMPLATE_112, TemplateSpec, estimate_alignment, estimate_alignment_batch, invert_affine,
     reference_template, transform_points, umeyama, warp_face, warp_faces,
 )
-from sdk.errors import InputError
+from facelm.errors import InputError
 
 
 def _similarity(scale, angle_deg, tx, ty):

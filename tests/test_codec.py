@@ -1,4 +1,4 @@
-"""sdk.codec: accuracy of the numpy reference, encode, flip test, errors (backend-neutral).
+"""facelm.codec: accuracy of the numpy reference, encode, flip test, errors (backend-neutral).
 
 C-vs-numpy agreement and the portable C core are in tests/test_codec_c.py.
 """
@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sdk.codec as codec
-from sdk.codec import DecodeConfig, EncodeConfig
-from sdk.errors import ConfigError, InputError
-from sdk.layouts import JD106, flip_landmarks
+import facelm.codec as codec
+from facelm.codec import DecodeConfig, EncodeConfig
+from facelm.errors import ConfigError, InputError
+from facelm.layouts import JD106, flip_landmarks
 
 SUBPIXEL_TOL = 0.01  # px, the issue's accuracy bar
 #: "No worse than DarkPose" with noise, allowing for sampling noise between two estimators
@@ -40,7 +40,7 @@ def gaussian_maps(centres: np.ndarray, h: int, w: int, sigma: float) -> np.ndarr
 
 
 def _backends() -> list:
-    from sdk.codec import core
+    from facelm.codec import core
 
     c = pytest.param("c", marks=pytest.mark.skipif(core._cdark is None, reason="C extension not built"))
     return ["numpy", c]
@@ -351,7 +351,7 @@ def test_backend_env_var(monkeypatch, backend_name):
 
 
 def test_missing_extension_warns_once(monkeypatch, caplog):
-    from sdk.codec import core
+    from facelm.codec import core
 
     monkeypatch.delenv("FACELM_CODEC")
     monkeypatch.setattr(core, "_cdark", None)

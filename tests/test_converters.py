@@ -1,7 +1,7 @@
 """End-to-end conversion of the tiny config (one onnx2tf run per session) and the chain's errors.
 
-The session fixture converts a tiny checkpoint through the CLI with an int8 drift bound no
-model can meet, so one run exercises: every TFLite variant, TVM host + Android archive, the
+The session fixture (tests/conftest.py) converts a tiny checkpoint through the CLI with an int8
+drift bound no model can meet, so one run exercises: every TFLite variant, TVM host + Android archive, the
 manifest, the report, and the failing-gate path (exit 1, folder still written).
 """
 from __future__ import annotations
@@ -13,40 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sdk.cli import main
+from facelm.cli import main
 
 pytest.importorskip("onnx2tf")
 pytest.importorskip("tvm")
 
 TFLITE = ("fp32", "fp16", "dynamic_int8", "int8", "int8_io", "int16x8")
 PARITY = 1e-4
-
-
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    import torch
-
-    from sdk.model import build_model, load_config, save_checkpoint
-
-    torch.manual_seed(3)
-    cfg = load_config("tiny")
-    model = build_model(cfg).eval()
-    # BN statistics of a trained net, so heatmaps are not all ~0 (stronger parity/drift checks)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, cfg)
-
-
-@pytest.fixture(scope="session")
-def converted(tiny_ckpt, tmp_path_factory):
-    out = tmp_path_factory.mktemp("conv") / "artifacts"
-    rc = main(["convert", "--config", "tiny", "--weights", str(tiny_ckpt), "--out", str(out),
-               "--num-calib", "16", "--num-eval", "12", "--latency-runs", "2", "--int16x8",
-               "--int8-drift-max", "1e-12"])
-    return rc, out
 
 
 def test_failing_gate_exits_1_and_still_writes_everything(converted):
@@ -63,28 +36,29 @@ def test_failing_gate_exits_1_and_still_writes_everything(converted):
 
 
 def test_manifest_lists_every_artifact_and_hashes_verify(converted, tiny_ckpt):
-    from sdk.runtime import load_manifest, sha256_file
+    from facelm.runtime import load_manifest, sha256_file
 
     _, out = converted
     man = load_manifest(out)  # verifies every sha256
     assert set(man.names()) == {"onnx", *TFLITE, "tvm_host", "tvm_android"}
     for name in TFLITE:
         assert man.artifact(name).file == f"{name}.tflite"
-    assert man.model["weights_sha256"] == sha256_file(tiny_ckpt)
-    assert man.model["config"]["name"] == "tiny" and man.model["heatmap_size"] == [24, 24]
-    assert man.model["stride"] == 4.0
-    assert len(man.layout["flip_permutation"]) == 106
-    assert np.array_equal(np.array(man.layout["flip_permutation"])[man.layout["flip_permutation"]], np.arange(106))
-    assert man.decode["method"] == "dark"
+    assert man.model.weights_sha256 == sha256_file(tiny_ckpt)
+    assert man.model.config["name"] == "tiny" and man.model.heatmap_size == (24, 24)
+    assert man.model.stride == (4.0, 4.0)
+    assert len(man.layout.flip_permutation) == 106
+    perm = np.array(man.layout.flip_permutation)
+    assert np.array_equal(perm[perm], np.arange(106))
+    assert man.decode.method == "dark"
     for tool in ("torch", "onnx", "onnx2tf", "tensorflow", "tvm"):
         assert man.tools[tool]
-    from sdk.preprocess import DEFAULT_NORMALIZATION
+    from facelm.preprocess import DEFAULT_NORMALIZATION
 
-    assert man.preprocess["mean"] == list(DEFAULT_NORMALIZATION.mean)
+    assert man.preprocess.normalization.mean == DEFAULT_NORMALIZATION.mean
 
 
 def test_tampering_is_detected(converted, tmp_path):
-    from sdk.runtime import ManifestError, load_manifest
+    from facelm.runtime import ManifestError, load_manifest
 
     _, out = converted
     copy = tmp_path / "copy"
@@ -102,47 +76,47 @@ def test_tampering_is_detected(converted, tmp_path):
 
 
 def test_fp32_parity_within_1e4(converted):
-    from sdk.runtime import load_manifest
+    from facelm.runtime import load_manifest
 
     man = load_manifest(converted[1])
     for name in ("onnx", "fp32", "tvm_host"):
         assert man.artifact(name).parity["max_abs"] <= PARITY, name
-    assert man.artifact("fp32").drift["psnr_db"] is None or man.artifact("fp32").drift["psnr_db"] > 80
+    assert man.artifact("fp32").drift_vs_torch["psnr_db"] is None or man.artifact("fp32").drift_vs_torch["psnr_db"] > 80
 
 
 def test_tensor_specs(converted):
-    from sdk.runtime import load_manifest
+    from facelm.runtime import load_manifest
 
     man = load_manifest(converted[1])
     for name in ("fp32", "fp16", "dynamic_int8", "int8"):
         a = man.artifact(name)
-        assert (a.input.dtype, a.input.shape, a.input.layout) == ("float32", [1, 96, 96, 3], "NHWC")
-        assert (a.output.dtype, a.output.shape) == ("float32", [1, 24, 24, 106])
+        assert (a.input.dtype, a.input.shape, a.input.layout) == ("float32", (1, 96, 96, 3), "NHWC")
+        assert (a.output.dtype, a.output.shape) == ("float32", (1, 24, 24, 106))
     io = man.artifact("int8_io")
     assert io.input.dtype == "int8" and io.output.dtype == "int8"
     assert io.input.quantization.scale > 0 and -128 <= io.input.quantization.zero_point <= 127
     assert io.output.quantization.scale > 0
     onnx = man.artifact("onnx")
-    assert onnx.input.shape == [1, 3, 96, 96] and onnx.output.shape == [1, 106, 24, 24]
+    assert onnx.input.shape == (1, 3, 96, 96) and onnx.output.shape == (1, 106, 24, 24)
 
 
 def test_drift_figures(converted):
-    from sdk.runtime import load_manifest
+    from facelm.runtime import load_manifest
 
     man = load_manifest(converted[1])
     for name in TFLITE + ("onnx", "tvm_host"):
-        d = man.artifact(name).drift
+        d = man.artifact(name).drift_vs_torch
         assert d["count"] == 12
-        assert 0 <= d["drift_mean"] <= d["drift_p95"] <= d["drift_max"] + 1e-12
+        assert 0 <= d["mean"] <= d["p95"] <= d["max"] + 1e-12
         assert len(d["top_landmarks"]) == 10
         assert d["nme"] is not None and 0 <= d["auc"] <= 1  # synthetic faces carry ground truth
-    int8 = man.artifact("int8").drift
+    int8 = man.artifact("int8").drift_vs_torch
     assert int8["psnr_db"] < 60  # quantized: a real, finite difference
     assert int8["top_landmarks"][0]["drift"] >= int8["top_landmarks"][-1]["drift"]
 
 
 def test_ops_and_rank(converted):
-    from sdk.runtime import load_manifest
+    from facelm.runtime import load_manifest
 
     man = load_manifest(converted[1])
     fp32 = man.artifact("fp32")
@@ -160,8 +134,8 @@ def test_ops_and_rank(converted):
 def test_fold_deconv_batchnorm_same_function_and_untouched_original():
     import torch
 
-    from converters.onnx_export import fold_deconv_batchnorm
-    from sdk.model import build_model, load_config
+    from facelm.converters.onnx_export import fold_deconv_batchnorm
+    from facelm.model import build_model, load_config
 
     torch.manual_seed(0)
     model = build_model(load_config("tiny")).eval()
@@ -206,7 +180,7 @@ def _deconv_onnx(path: Path, k: int, s: int, p: int, op: int = 0, after_reshape:
 
 
 def test_same_padding_replacements(tmp_path):
-    from converters.tflite import same_padding_replacements
+    from facelm.converters.tflite import same_padding_replacements
 
     (r,) = same_padding_replacements(_deconv_onnx(tmp_path / "a.onnx", 4, 2, 1))
     assert r == {"op_name": "deconv0", "param_target": "op", "padding": "SAME", "strides": [2, 2],
@@ -232,19 +206,19 @@ def test_report_and_ced(converted):
 
 
 def test_embedded_metadata_matches_manifest(converted):
-    from sdk.runtime import load_manifest
-    from sdk.runtime.tflite import read_tflite_metadata
+    from facelm.runtime import load_manifest
+    from facelm.runtime.tflite import read_tflite_metadata
 
     man = load_manifest(converted[1])
     meta = read_tflite_metadata(man.artifact_path("int8_io"))
-    assert meta["model"]["weights_sha256"] == man.model["weights_sha256"]
+    assert meta["model"]["weights_sha256"] == man.model.weights_sha256
     assert meta["artifact"]["input"] == man.artifact("int8_io").input.to_dict()
-    assert meta["layout"]["flip_permutation"] == man.layout["flip_permutation"]
+    assert meta["layout"]["flip_permutation"] == list(man.layout.flip_permutation)
 
 
 def test_tflite_with_metadata_still_runs_like_onnx(converted):
-    from converters.onnx_export import onnx_heatmaps
-    from sdk.runtime.tflite import TfliteRunner
+    from facelm.converters.onnx_export import onnx_heatmaps
+    from facelm.runtime.tflite import TfliteRunner
 
     _, out = converted
     x = np.random.default_rng(0).normal(size=(2, 3, 96, 96)).astype(np.float32)
@@ -255,9 +229,9 @@ def test_tflite_with_metadata_still_runs_like_onnx(converted):
 def test_tvm_artifacts(converted):
     import tarfile
 
-    from converters.onnx_export import onnx_heatmaps
-    from converters.tvm import TvmRunner
-    from sdk.runtime import load_manifest
+    from facelm.converters.onnx_export import onnx_heatmaps
+    from facelm.converters.tvm import TvmRunner
+    from facelm.runtime import load_manifest
 
     _, out = converted
     x = np.random.default_rng(1).normal(size=(1, 3, 96, 96)).astype(np.float32)
@@ -271,70 +245,6 @@ def test_tvm_artifacts(converted):
 
 
 # ---------------------------------------------------------------------- Landmarker
-def _face(seed: int = 7):
-    from sdk.data.synth import sample
-    from sdk.layouts import JD106
-
-    image, lms = sample(seed, 0)
-    return image, JD106.five_points(lms)
-
-
-def test_landmarker_matches_torch_to_sub_pixel(converted, tiny_ckpt):
-    import torch
-
-    from converters.pipeline import decode_landmarks
-    from sdk.alignment import invert_affine, transform_points
-    from sdk.model import load_checkpoint
-    from sdk.preprocess import preprocess_face
-    from sdk.runtime import Landmarker
-
-    _, out = converted
-    image, five = _face()
-    with Landmarker.create_from_model_path(out, artifact="fp32") as lm:
-        res = lm.detect(image, five)
-    model, cfg, _ = load_checkpoint(tiny_ckpt)
-    x, m = preprocess_face(image, five, cfg.input_size)
-    with torch.no_grad():
-        hm = model(torch.from_numpy(x[None])).numpy()
-    ref = transform_points(decode_landmarks(hm, "nchw", cfg.stride)[0], invert_affine(m))
-    assert res.landmarks.shape == (106, 2)
-    assert np.abs(res.landmarks - ref).max() < 0.01  # pixels in the original image
-
-
-def test_landmarker_int8_io_from_lone_tflite_uses_embedded_metadata(converted, tmp_path):
-    from sdk.runtime import Landmarker, LandmarkerOptions
-
-    _, out = converted
-    image, five = _face(8)
-    with Landmarker.create_from_model_path(out, artifact="int8_io") as lm:
-        a = lm.detect(image, five)
-    lone = tmp_path / "m.tflite"
-    shutil.copyfile(out / "int8_io.tflite", lone)
-    with Landmarker.create_from_options(LandmarkerOptions(model_path=lone)) as lm:
-        b = lm.detect(image, five)
-    np.testing.assert_array_equal(a.landmarks, b.landmarks)
-
-
-def test_landmarker_misuse(converted, tmp_path):
-    from sdk.errors import InputError
-    from sdk.runtime import Landmarker, LandmarkerOptions, ManifestError
-
-    _, out = converted
-    with pytest.raises(InputError, match="create_from"):
-        Landmarker(LandmarkerOptions(model_path=out))
-    lm = Landmarker.create_from_model_path(out)
-    lm.close()
-    with pytest.raises(InputError, match="closed"):
-        lm.detect(*_face())
-    with pytest.raises(InputError, match="tvm_tar"):
-        Landmarker.create_from_model_path(out, artifact="tvm_android")
-    copy = tmp_path / "c"
-    shutil.copytree(out, copy)
-    (copy / "int8.tflite").write_bytes((copy / "int8.tflite").read_bytes() + b"x")
-    with pytest.raises(ManifestError):
-        Landmarker.create_from_model_path(copy / "int8.tflite")
-
-
 # --------------------------------------------------------------------------- errors
 def test_existing_output_refused_without_force(converted, capsys):
     _, out = converted
@@ -345,8 +255,8 @@ def test_existing_output_refused_without_force(converted, capsys):
 
 
 def test_publish_replaces_only_when_complete(tmp_path):
-    from converters.pipeline import _prepare_out, _publish
-    from sdk.errors import InputError
+    from facelm.converters.pipeline import _prepare_out, _publish
+    from facelm.errors import InputError
 
     out = tmp_path / "a"
     out.mkdir()
@@ -398,8 +308,8 @@ def _onnx_with(op_type: str, path: Path) -> Path:
 
 
 def test_unconvertible_op_names_op_and_node(tmp_path):
-    from converters.tflite import check_onnx2tf_ops, explain_onnx2tf_failure
-    from sdk.errors import ConversionError
+    from facelm.converters.tflite import check_onnx2tf_ops, explain_onnx2tf_failure
+    from facelm.errors import ConversionError
 
     with pytest.raises(ConversionError, match=r"'FancyOp'.*'the_odd_node'"):
         check_onnx2tf_ops(_onnx_with("FancyOp", tmp_path / "a.onnx"))
@@ -422,8 +332,9 @@ def test_unconvertible_op_names_op_and_node(tmp_path):
 def test_tvm_missing_is_a_clear_error(monkeypatch):
     import builtins
 
-    from converters import tvm as tv
-    from sdk.errors import ConversionError
+    from facelm.android_bench import tvm_runners
+    from facelm.converters import tvm as tv
+    from facelm.runtime.tvm import TvmUnavailableError
 
     real = builtins.__import__
 
@@ -433,13 +344,15 @@ def test_tvm_missing_is_a_clear_error(monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake)
-    with pytest.raises(ConversionError, match=r"TVM is not installed.*\[tvm\]"):
-        tv.import_tvm()
+    # conversion and the bench harness share one loader and one error class
+    for load in (tv.import_tvm, tvm_runners._import_tvm):
+        with pytest.raises(TvmUnavailableError, match=r"need facelm\[tvm\]: pip install 'facelm\[tvm\]'"):
+            load()
 
 
 def test_bad_ndk_compiler(converted, tmp_path, monkeypatch):
-    from converters.tvm import compile_android
-    from sdk.errors import ConversionError
+    from facelm.converters.tvm import compile_android
+    from facelm.errors import ConversionError
 
     monkeypatch.setenv("TVM_NDK_CC", str(tmp_path / "no-such-clang"))
     with pytest.raises(ConversionError, match="TVM_NDK_CC"):
@@ -456,9 +369,9 @@ def test_tvm_tuning_small_budget_matches_torch(tiny_ckpt, tmp_path):
     """
     import torch
 
-    from converters.onnx_export import export_onnx
-    from converters.tvm import TvmRunner, compile_host
-    from sdk.model import load_checkpoint
+    from facelm.converters.onnx_export import export_onnx
+    from facelm.converters.tvm import TvmRunner, compile_host
+    from facelm.model import load_checkpoint
 
     model, cfg, _ = load_checkpoint(tiny_ckpt)
     final = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
@@ -479,8 +392,8 @@ def test_tvm_tuning_small_budget_matches_torch(tiny_ckpt, tmp_path):
 
 
 def test_embed_metadata_replaces_without_leftovers(converted, tmp_path):
-    from converters.tflite import embed_metadata
-    from sdk.runtime.tflite import read_tflite_metadata
+    from facelm.converters.tflite import embed_metadata
+    from facelm.runtime.tflite import read_tflite_metadata
 
     f = tmp_path / "m.tflite"
     shutil.copyfile(converted[1] / "fp32.tflite", f)
@@ -493,7 +406,7 @@ def test_embed_metadata_replaces_without_leftovers(converted, tmp_path):
 
 
 def test_tuning_plan_spends_the_whole_budget():
-    from converters.tvm import tuning_plan
+    from facelm.converters.tvm import tuning_plan
 
     assert tuning_plan(70, 36) == (2, 1)  # 36 x 2 >= 70: no task capped below the budget
     assert tuning_plan(210, 36) == (6, 5)

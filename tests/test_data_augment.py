@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sdk.alignment import estimate_alignment, invert_affine, transform_points
-from sdk.data.augment import AugmentConfig, augment_face, compose, geometric_transform, photometric, random_erasing
-from sdk.errors import ConfigError
-from sdk.layouts import JD106
+from facelm.alignment import estimate_alignment, invert_affine, transform_points
+from facelm.data.augment import AugmentConfig, augment_face, compose, geometric_transform, photometric, random_erasing
+from facelm.errors import ConfigError
+from facelm.layouts import JD106
 
 SIZE = 192  # crop side
 SIGMA = 1.0  # dot radius (Gaussian sigma, px)
@@ -127,7 +127,7 @@ def test_photometric_keeps_shape_changes_colour_and_is_seeded():
 
 
 def test_pca_noise_moves_along_imagenet_principal_axis():
-    from sdk.data.augment import PCA_EIGVAL, PCA_EIGVEC, pca_noise
+    from facelm.data.augment import PCA_EIGVAL, PCA_EIGVEC, pca_noise
 
     img = np.full((2, 2, 3), 100.0, np.float32)
     out = pca_noise(img, np.random.default_rng(1), 0.05)

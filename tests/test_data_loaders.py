@@ -7,14 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk.data import synth
-from sdk.data.ibug import load_ibug, read_pts
-from sdk.data.jd import load_jd
-from sdk.data.records import load_detector_points, read_image
-from sdk.data.sources import detect_format, load_records
-from sdk.data.wflw import load_wflw
-from sdk.errors import InputError
-from sdk.layouts import IBUG68, JD106, WFLW98
+from facelm.data import synth
+from facelm.data.ibug import load_ibug, read_pts
+from facelm.data.jd import load_jd
+from facelm.data.records import load_detector_points, read_image
+from facelm.data.sources import detect_format, load_records
+from facelm.data.wflw import load_wflw
+from facelm.errors import InputError
+from facelm.layouts import IBUG68, JD106, WFLW98
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from sdk.fileio import atomic_open, atomic_path, atomic_write_bytes, atomic_write_text, sha256_file
+from facelm.fileio import atomic_open, atomic_path, atomic_write_bytes, atomic_write_text, sha256_file
 
 
 def test_atomic_write_and_hash(tmp_path):

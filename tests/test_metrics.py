@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from sdk.errors import InputError
-from sdk.layouts import JD106
-from sdk.metrics import auc, ced, failure_rate, landmark_errors, nme, plot_ced, summarize
+from facelm.errors import InputError
+from facelm.layouts import JD106
+from facelm.metrics import auc, ced, failure_rate, landmark_errors, nme, plot_ced, summarize
 
 
 def test_nme_bbox_normalisation_by_hand():

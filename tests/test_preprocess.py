@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from sdk.alignment import invert_affine, reference_template, transform_points
-from sdk.errors import InputError
-from sdk.preprocess import DEFAULT_NORMALIZATION, align_face, denormalize, normalize, preprocess_face, to_unit_nhwc
+from facelm.alignment import invert_affine, reference_template, transform_points
+from facelm.errors import InputError
+from facelm.preprocess import DEFAULT_NORMALIZATION, align_face, denormalize, normalize, preprocess_face, to_unit_nhwc
 
 
 def test_normalize_round_trip_and_constants():

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from quantization.calibration import build_sets, read_points
-from quantization.drift import GateConfig, check_gates, drift_report, most_drifting, psnr
-from sdk.errors import InputError
-from sdk.layouts import JD106
+from facelm.quantization.calibration import build_sets, read_points
+from facelm.quantization.drift import GateConfig, check_gates, drift_report, most_drifting, psnr
+from facelm.errors import InputError
+from facelm.layouts import JD106
 
 
 # ------------------------------------------------------------------------------- PSNR
@@ -43,8 +43,8 @@ def test_drift_report_known_shift():
     hm = np.random.default_rng(1).random((4, 106, 8, 8))
     rep, own = drift_report(hm, hm, ref, test, JD106, gt_landmarks=ref)
     expected = 2.0 / norm / 106  # per-image NME
-    assert rep.drift_mean == pytest.approx(expected.mean(), rel=1e-12)
-    assert rep.drift_max == pytest.approx(expected.max(), rel=1e-12)
+    assert rep.mean == pytest.approx(expected.mean(), rel=1e-12)
+    assert rep.max == pytest.approx(expected.max(), rel=1e-12)
     assert rep.top_landmarks[0]["index"] == 17 and rep.top_landmarks[0]["region"] == "contour"
     assert rep.top_landmarks[1]["drift"] == 0.0
     assert rep.psnr_db == float("inf") and rep.to_dict()["psnr_db"] is None
@@ -74,7 +74,7 @@ def test_gates():
 
 # ------------------------------------------------------------------------ calibration
 def test_synthetic_sets_are_disjoint_and_in_onnx2tf_format():
-    from sdk.preprocess import normalize
+    from facelm.preprocess import normalize
 
     calib, ev = build_sets("synthetic", 64, "jd106", num_calib=6, num_eval=5)
     assert len(calib) == 6 and len(ev) == 5
@@ -88,8 +88,8 @@ def test_synthetic_sets_are_disjoint_and_in_onnx2tf_format():
 
 def test_inputs_equal_preprocess_face(tmp_path):
     """The calibration path and the runtime path give bit-identical network inputs."""
-    from sdk.data.synth import sample
-    from sdk.preprocess import preprocess_face
+    from facelm.data.synth import sample
+    from facelm.preprocess import preprocess_face
 
     for i in range(2):
         img, lms = sample(11, i)
@@ -101,13 +101,13 @@ def test_inputs_equal_preprocess_face(tmp_path):
     img, lms = sample(11, int(name[1]))
     x, m = preprocess_face(img, JD106.five_points(lms), 64)
     np.testing.assert_array_equal(calib.inputs()[0], x)
-    from sdk.alignment import transform_points
+    from facelm.alignment import transform_points
 
     np.testing.assert_allclose(calib.landmarks[0], transform_points(lms.astype(np.float64), m), atol=1e-4)
 
 
 def test_five_point_sidecars_give_no_ground_truth(tmp_path):
-    from sdk.data.synth import sample
+    from facelm.data.synth import sample
 
     for i in range(4):
         img, lms = sample(12, i)
@@ -118,7 +118,7 @@ def test_five_point_sidecars_give_no_ground_truth(tmp_path):
 
 
 def test_jd_folder_source(tmp_path):
-    from sdk.data.synth import write_jd_folder
+    from facelm.data.synth import write_jd_folder
 
     write_jd_folder(tmp_path / "jd", 5, seed=4, size=96, progress=False)
     calib, ev = build_sets(tmp_path / "jd", 64, "jd106", num_calib=3, num_eval=2)

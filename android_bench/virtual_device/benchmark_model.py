@@ -1,7 +1,7 @@
 """A stand-in for TFLite's ``benchmark_model``, run on the virtual device.
 
 It implements the flags the harness uses with ai-edge-litert on the host CPU and
-prints the official 2.x output format (see :mod:`android_bench.parse`). GPU,
+prints the official 2.x output format (see :mod:`facelm.android_bench.parse`). GPU,
 NNAPI and Hexagon delegates do not exist here: asking for them prints a notice and
 runs on the CPU, so only the flag plumbing is exercised, not the accelerator.
 

@@ -23,7 +23,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sdk.errors import ConfigError
+from facelm.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -229,12 +229,12 @@ def _install_stand_in(root: Path, name: str, module: str, project_root: Path | N
 
 def install_benchmark_model(root: Path, project_root: Path | None = None) -> str:
     """Put the stand-in ``benchmark_model`` (ai-edge-litert inside) at /data/local/tmp/benchmark_model."""
-    return _install_stand_in(root, "benchmark_model", "android_bench.virtual_device.benchmark_model", project_root)
+    return _install_stand_in(root, "benchmark_model", "facelm.android_bench.virtual_device.benchmark_model", project_root)
 
 
 def install_tvm_rpc(root: Path, project_root: Path | None = None) -> str:
     """Put a stand-in ``tvm_rpc`` (TVM's Python RPC server) at /data/local/tmp/tvm_rpc."""
-    return _install_stand_in(root, "tvm_rpc", "android_bench.virtual_device.tvm_rpc", project_root)
+    return _install_stand_in(root, "tvm_rpc", "facelm.android_bench.virtual_device.tvm_rpc", project_root)
 
 
 def _sh_quote(s: str) -> str:

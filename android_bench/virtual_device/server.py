@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdk.errors import ConfigError, DeviceError
+from facelm.errors import ConfigError, DeviceError
 
 from . import protocol as P
 from .profile import REMOTE_TMP, DeviceProfile, build_sandbox, install_benchmark_model, install_tvm_rpc, sandbox_env

@@ -12,8 +12,8 @@ import os
 import cv2
 import numpy as np
 
-from sdk.alignment import reference_template
-from sdk.data.synth import generate_aligned
+from facelm.alignment import reference_template
+from facelm.data.synth import generate_aligned
 
 SIZE = 192
 

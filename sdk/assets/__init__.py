@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sdk.errors import FacelmError
+from facelm.errors import FacelmError
 
 ASSETS_DIR = Path(__file__).resolve().parent
 DEMO_CHECKPOINT = ASSETS_DIR / "demo_synth.pt"
@@ -19,7 +19,7 @@ DEMO_LABEL = "trained on synthetic faces — demo, not a production model"
 
 
 def demo_checkpoint() -> Path:
-    """Path of the shipped demo checkpoint (load it with ``sdk.model.load_checkpoint``).
+    """Path of the shipped demo checkpoint (load it with ``facelm.model.load_checkpoint``).
 
     Raises:
         FacelmError: the file is missing (a broken install or a source tree without it).

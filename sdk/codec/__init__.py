@@ -6,9 +6,9 @@
 - :func:`heatmap_to_input` / :func:`input_to_heatmap`: the stride mapping (pixel centres on
   integers: pixel (row i, col j) is the point (x=j, y=i)),
 - :func:`flip_heatmaps`, :func:`flip_coords`, :func:`average_flip`: the flip test,
-- :func:`backend`: ``"c"`` (``sdk.codec._cdark``, built from ``csrc/``) or ``"numpy"``.
+- :func:`backend`: ``"c"`` (``facelm.codec._cdark``, built from ``csrc/``) or ``"numpy"``.
 """
-from sdk.codec.config import (
+from facelm.codec.config import (
     INVALID_SCORE,
     LOG_FLOOR,
     MAX_OFFSET,
@@ -20,7 +20,7 @@ from sdk.codec.config import (
     input_to_heatmap,
     stride_for,
 )
-from sdk.codec.core import average_flip, backend, decode, encode, flip_coords, flip_heatmaps
+from facelm.codec.core import average_flip, backend, decode, encode, flip_coords, flip_heatmaps
 
 __all__ = [
     "DecodeConfig", "EncodeConfig", "METHODS", "LOG_FLOOR", "MAX_OFFSET", "MIN_SHRUNK_RADIUS",

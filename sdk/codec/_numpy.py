@@ -56,7 +56,7 @@ import math
 
 import numpy as np
 
-from sdk.codec.config import DET_REL_EPS, INVALID_SCORE, LOG_FLOOR, MAX_OFFSET, MIN_SHRUNK_RADIUS, MODEL_MIN_VAR
+from facelm.codec.config import DET_REL_EPS, INVALID_SCORE, LOG_FLOOR, MAX_OFFSET, MIN_SHRUNK_RADIUS, MODEL_MIN_VAR
 
 #: (dy, dx) of the 13 stencil points, in the order shared with the C core.
 STENCIL = (

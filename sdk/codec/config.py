@@ -4,7 +4,7 @@ Everything a decoder needs to reproduce a prediction lives here, so an artifact'
 ``manifest.json`` can carry it (:meth:`DecodeConfig.to_dict`) and the phone-side C
 core (``csrc/facelm_dark.h``) uses the same numbers.
 
-Coordinate convention (used by every function in ``sdk.codec``):
+Coordinate convention (used by every function in ``facelm.codec``):
     pixel (row i, col j) of a heatmap is the point (x=j, y=i); pixel centres sit on
     integers and pixel j covers [j - 0.5, j + 0.5]. A heatmap of stride ``s`` covers an
     input image of ``s`` times its size, heatmap pixel j covering input pixels
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from sdk.errors import ConfigError, InputError
+from facelm.errors import ConfigError, InputError
 
 Method = Literal["argmax", "quarter", "dark"]
 METHODS: tuple[str, ...] = ("argmax", "quarter", "dark")
@@ -94,7 +94,7 @@ class DecodeConfig:
         return cls(**data)
 
     def as_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`sdk.codec.decode` (``decode(h, **cfg.as_kwargs())``)."""
+        """Keyword arguments for :func:`facelm.codec.decode` (``decode(h, **cfg.as_kwargs())``)."""
         return self.to_dict()
 
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from sdk.codec import _numpy
-from sdk.codec.config import DecodeConfig, EncodeConfig
-from sdk.errors import ConfigError, InputError
+from facelm.codec import _numpy
+from facelm.codec.config import DecodeConfig, EncodeConfig
+from facelm.errors import ConfigError, InputError
 
 log = logging.getLogger("facelm.codec")
 
 try:  # the optional C twin, built by `pip install` (setup.py)
-    from sdk.codec import _cdark  # type: ignore[attr-defined]
+    from facelm.codec import _cdark  # type: ignore[attr-defined]
 except ImportError as _exc:  # pragma: no cover - depends on the build
     _cdark = None
     _IMPORT_ERROR: str | None = str(_exc)
@@ -46,13 +46,13 @@ def _choose(requested: str | None) -> str:
     if choice is not None and choice not in _BACKENDS:
         raise ConfigError(f"codec backend must be one of {_BACKENDS}, got {choice!r}")
     if choice == "c" and _cdark is None:
-        raise ConfigError("the C codec extension sdk.codec._cdark is not built; reinstall with a C compiler "
+        raise ConfigError("the C codec extension facelm.codec._cdark is not built; reinstall with a C compiler "
                           "(pip install -e .) or use backend='numpy'")
     if choice is None:
         if _cdark is None:
             if not _warned:
                 _warned = True
-                log.warning("facelm C codec extension sdk.codec._cdark is not built; using the numpy decoder "
+                log.warning("facelm C codec extension facelm.codec._cdark is not built; using the numpy decoder "
                             "(reinstall with a C compiler: pip install -e .)")
                 log.debug("import error: %s", _IMPORT_ERROR)
             return "numpy"
@@ -192,7 +192,7 @@ def encode(coords: np.ndarray, heatmap_size: tuple[int, int], sigma: float = Enc
 
     Args:
         coords: (N, K, 2) or (K, 2) float (x, y) in heatmap pixels (see
-            :func:`sdk.codec.input_to_heatmap` for input-image pixels).
+            :func:`facelm.codec.input_to_heatmap` for input-image pixels).
         heatmap_size: (W, H) of the heatmaps.
         sigma: Gaussian standard deviation in heatmap pixels (:class:`EncodeConfig`).
         visible: optional (N, K) / (K,) bool; invisible points get weight 0.
@@ -230,7 +230,7 @@ def flip_heatmaps(heatmaps: np.ndarray, permutation: np.ndarray, layout: str = "
 
     Args:
         heatmaps: (N, K, H, W) (or (N, H, W, K) with ``layout="nhwc"``), any dtype.
-        permutation: (K,) ints, e.g. ``sdk.layouts.JD106.flip_permutation``.
+        permutation: (K,) ints, e.g. ``facelm.layouts.JD106.flip_permutation``.
     Returns:
         A new array of the same shape and dtype.
     """

@@ -3,7 +3,7 @@
 Geometric augmentations (rotation, optional scale and shift) are composed into the
 alignment transform, so the face is warped once from the original image. The horizontal
 flip mirrors the aligned crop and relabels the landmarks with the layout's permutation
-(:func:`sdk.layouts.flip_landmarks`). Photometric augmentations (colour jitter, PCA
+(:func:`facelm.layouts.flip_landmarks`). Photometric augmentations (colour jitter, PCA
 colour noise) and random erasing then act on the aligned uint8 crop. Landmarks are never
 dropped: erased or rotated-out points keep their labels.
 
@@ -18,9 +18,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sdk.alignment import transform_points, warp_face
-from sdk.errors import ConfigError
-from sdk.layouts import Layout, flip_landmarks
+from facelm.alignment import transform_points, warp_face
+from facelm.errors import ConfigError
+from facelm.layouts import Layout, flip_landmarks
 
 #: AlexNet PCA lighting: eigenvalues / eigenvectors (columns) of ImageNet RGB pixels on the 0..255 scale.
 PCA_EIGVAL = np.array([55.46, 4.794, 1.148], dtype=np.float64)
@@ -207,7 +207,7 @@ def augment_face(
     Args:
         image: (H, W, 3) uint8 RGB original image.
         landmarks: (K, 2) ground truth in image pixels.
-        align: (2, 3) image -> crop alignment (``sdk.alignment.estimate_alignment``).
+        align: (2, 3) image -> crop alignment (``facelm.alignment.estimate_alignment``).
         size: crop side in pixels.
     Returns:
         ``(crop, points, transform, flipped)``: (size, size, 3) uint8 crop; (K, 2) float64 landmarks

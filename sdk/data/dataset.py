@@ -6,9 +6,9 @@ number of DataLoader workers or processes, and a resumed run sees the same data 
 uninterrupted one. Call :meth:`LandmarkDataset.set_epoch` before iterating an epoch.
 
 Alignment uses the record's five points (detector points when given, else derived from the
-ground truth). Without augmentation the crop comes from :func:`sdk.preprocess.preprocess_face`,
+ground truth). Without augmentation the crop comes from :func:`facelm.preprocess.preprocess_face`,
 the function the runtime uses; with augmentation the same alignment is composed with the
-random geometric transform and the same normalisation (:func:`sdk.preprocess.normalize`) is
+random geometric transform and the same normalisation (:func:`facelm.preprocess.normalize`) is
 applied.
 """
 from __future__ import annotations
@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sdk.alignment import estimate_alignment, transform_points
-from sdk.codec import encode, input_to_heatmap, stride_for
-from sdk.data.augment import AugmentConfig, augment_face
-from sdk.data.records import FaceRecord, read_image
-from sdk.errors import InputError
-from sdk.layouts import Layout
-from sdk.preprocess import DEFAULT_NORMALIZATION, Normalization, normalize, preprocess_face
+from facelm.alignment import estimate_alignment, transform_points
+from facelm.codec import encode, input_to_heatmap, stride_for
+from facelm.data.augment import AugmentConfig, augment_face
+from facelm.data.records import FaceRecord, read_image
+from facelm.errors import InputError
+from facelm.layouts import Layout
+from facelm.preprocess import DEFAULT_NORMALIZATION, Normalization, normalize, preprocess_face
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,12 @@ class LandmarkDataset(Dataset):
     """Faces -> (normalised input, target heatmaps, keypoint weights, geometry for evaluation).
 
     Args:
-        records: faces (see :mod:`sdk.data.sources`).
+        records: faces (see :mod:`facelm.data.sources`).
         layout: their landmark layout.
         spec: input/heatmap geometry.
         augment: augmentation config (``AugmentConfig.off()`` for evaluation).
         seed: base seed of the augmentation randomness.
-        norm: input normalisation (the one in :mod:`sdk.preprocess`).
+        norm: input normalisation (the one in :mod:`facelm.preprocess`).
     """
 
     def __init__(self, records: list[FaceRecord], layout: Layout, spec: TargetSpec,

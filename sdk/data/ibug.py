@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sdk.errors import InputError
-from sdk.layouts import IBUG68
-from sdk.data.records import FaceRecord, check_landmarks, parse_numbers
+from facelm.errors import InputError
+from facelm.layouts import IBUG68
+from facelm.data.records import FaceRecord, check_landmarks, parse_numbers
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sdk.errors import InputError
-from sdk.layouts import JD106, Layout
-from sdk.data.records import FaceRecord, check_landmarks, parse_numbers
+from facelm.errors import InputError
+from facelm.layouts import JD106, Layout
+from facelm.data.records import FaceRecord, check_landmarks, parse_numbers
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sdk.errors import InputError
-from sdk.layouts import Layout
+from facelm.errors import InputError
+from facelm.layouts import Layout
 
 
 @dataclass(frozen=True)

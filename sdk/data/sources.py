@@ -5,12 +5,12 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from sdk.errors import InputError
-from sdk.layouts import IBUG68, JD106, WFLW98, Layout
-from sdk.data.ibug import load_ibug
-from sdk.data.jd import is_jd_folder, load_jd
-from sdk.data.records import FaceRecord, attach_detector_points, load_detector_points
-from sdk.data.wflw import load_wflw
+from facelm.errors import InputError
+from facelm.layouts import IBUG68, JD106, WFLW98, Layout
+from facelm.data.ibug import load_ibug
+from facelm.data.jd import is_jd_folder, load_jd
+from facelm.data.records import FaceRecord, attach_detector_points, load_detector_points
+from facelm.data.wflw import load_wflw
 
 Format = Literal["auto", "jd", "wflw", "300w"]
 FORMATS = ("auto", "jd", "wflw", "300w")
@@ -41,9 +41,9 @@ def load_records(
     Args:
         path: JD folder, WFLW annotation file or 300W folder.
         fmt: ``"auto"`` (see :func:`detect_format`), ``"jd"``, ``"wflw"`` or ``"300w"``.
-        image_root: WFLW image folder (see :func:`sdk.data.wflw.load_wflw`).
+        image_root: WFLW image folder (see :func:`facelm.data.wflw.load_wflw`).
         detector_points: optional file of detector five points per image
-            (:func:`sdk.data.records.load_detector_points`); default: five points from the ground truth.
+            (:func:`facelm.data.records.load_detector_points`); default: five points from the ground truth.
     Returns:
         ``(records, layout)``.
     """

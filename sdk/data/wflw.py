@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sdk.errors import InputError
-from sdk.layouts import WFLW98
-from sdk.data.records import FaceRecord, check_landmarks, parse_numbers
+from facelm.errors import InputError
+from facelm.layouts import WFLW98
+from facelm.data.records import FaceRecord, check_landmarks, parse_numbers
 
 ATTRIBUTES = ("pose", "expression", "illumination", "make_up", "occlusion", "blur")
 

@@ -2,14 +2,14 @@
 
 Public API::
 
-    from sdk.model import (ModelConfig, load_config, list_configs, build_model,
+    from facelm.model import (ModelConfig, load_config, list_configs, build_model,
                            parse_strategy, count_complexity, save_checkpoint, load_checkpoint)
 """
-from sdk.model.checkpoint import load_checkpoint, save_checkpoint
-from sdk.model.config import ALIASES, ModelConfig, list_configs, load_config
-from sdk.model.flops import Complexity, count_complexity, measure
-from sdk.model.strategy import Strategy, UpBlock, parse_strategy
-from sdk.model.zoo import HeatmapModel, build_model
+from facelm.model.checkpoint import load_checkpoint, save_checkpoint
+from facelm.model.config import ALIASES, ModelConfig, list_configs, load_config
+from facelm.model.flops import Complexity, count_complexity, measure
+from facelm.model.strategy import Strategy, UpBlock, parse_strategy
+from facelm.model.zoo import HeatmapModel, build_model
 
 __all__ = [
     "ALIASES", "Complexity", "HeatmapModel", "ModelConfig", "Strategy", "UpBlock",

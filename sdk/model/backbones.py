@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sdk.errors import ConfigError
+from facelm.errors import ConfigError
 
 # (expansion t, output channels c, repeats n, first stride s) of MobileNetV2, Sandler et al. 2018, Table 2.
 MOBILENETV2_SETTINGS: tuple[tuple[int, int, int, int], ...] = (

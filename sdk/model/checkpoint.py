@@ -18,10 +18,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from sdk.errors import ConfigError
-from sdk.fileio import atomic_open
-from sdk.model.config import ModelConfig
-from sdk.model.zoo import HeatmapModel
+from facelm.errors import ConfigError
+from facelm.fileio import atomic_open
+from facelm.model.config import ModelConfig
+from facelm.model.zoo import HeatmapModel
 
 FORMAT = "facelm-checkpoint"
 VERSION = 1

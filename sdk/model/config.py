@@ -15,11 +15,11 @@ from typing import Any, Mapping
 
 import yaml
 
-from sdk.errors import ConfigError
-from sdk.layouts import get_layout
-from sdk.model.backbones import BACKBONES, MOBILENETV2_WIDTHS
-from sdk.model.heads import PIXEL_SHUFFLE_MODES
-from sdk.model.strategy import Strategy, parse_strategy
+from facelm.errors import ConfigError
+from facelm.layouts import get_layout
+from facelm.model.backbones import BACKBONES, MOBILENETV2_WIDTHS
+from facelm.model.heads import PIXEL_SHUFFLE_MODES
+from facelm.model.strategy import Strategy, parse_strategy
 
 #: Other names for zoo entries. The loaded config keeps the name it was asked for.
 ALIASES: dict[str, str] = {
@@ -153,7 +153,7 @@ def _check_types(cfg: ModelConfig) -> None:
 
 
 def _zoo_dir():
-    return resources.files("sdk.model").joinpath("configs")
+    return resources.files("facelm.model").joinpath("configs")
 
 
 def list_configs(include_aliases: bool = True) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sdk.model.config import ModelConfig, load_config
+from facelm.model.config import ModelConfig, load_config
 
 BYTES_PER_PARAM_FP32 = 4
 MB = 2 ** 20
@@ -75,7 +75,7 @@ def measure(cfg: ModelConfig | str | nn.Module, input_size: int | None = None) -
     if isinstance(cfg, nn.Module):
         model, size = cfg, input_size or cfg.cfg.input_size  # type: ignore[union-attr]
     else:
-        from sdk.model.zoo import HeatmapModel
+        from facelm.model.zoo import HeatmapModel
 
         cfg = load_config(cfg)
         size = input_size or cfg.input_size

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdk.errors import ConfigError
-from sdk.model.strategy import Strategy
+from facelm.errors import ConfigError
+from facelm.model.strategy import Strategy
 
 PIXEL_SHUFFLE_MODES: tuple[str, ...] = ("native", "rank4")
 

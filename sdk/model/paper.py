@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sdk.model.config import load_config
-from sdk.model.flops import measure
+from facelm.model.config import load_config
+from facelm.model.flops import measure
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,14 @@ A strategy is read left to right, starting at the backbone:
 
 Every block doubles the spatial size. Parsing is kept apart from building (as in
 timm's architecture strings): :func:`parse_strategy` returns plain frozen data and
-:mod:`sdk.model.heads` turns it into modules.
+:mod:`facelm.model.heads` turns it into modules.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from sdk.errors import ConfigError
+from facelm.errors import ConfigError
 
 BlockKind = Literal["S", "D"]
 

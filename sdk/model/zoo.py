@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sdk.model.backbones import build_backbone
-from sdk.model.config import ModelConfig, load_config
-from sdk.model.heads import UpsamplingHead
+from facelm.model.backbones import build_backbone
+from facelm.model.config import ModelConfig, load_config
+from facelm.model.heads import UpsamplingHead
 
 
 class HeatmapModel(nn.Module):

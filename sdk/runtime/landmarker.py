@@ -2,7 +2,7 @@
 
 ::
 
-    from sdk.runtime import Landmarker
+    from facelm.runtime import Landmarker
     with Landmarker.create_from_model_path("artifacts/int8.tflite") as lm:
         result = lm.detect(image_rgb, five_points)   # five points from any face detector
         result.landmarks                              # (K, 2) in the original image's pixels
@@ -10,8 +10,8 @@
 A model path may be an artifact folder (its ``manifest.json`` chooses the file, default
 ``int8``) or a ``.tflite`` file. With a ``manifest.json`` beside the file, its sha256 is
 checked before the model is loaded; a lone ``.tflite`` is described by the metadata
-``facelm convert`` embeds in it. Preprocessing is :func:`sdk.preprocess.preprocess_face`
-with the artifact's normalisation, and decoding is :func:`sdk.codec.decode` on the raw
+``facelm convert`` embeds in it. Preprocessing is :func:`facelm.preprocess.preprocess_face`
+with the artifact's normalisation, and decoding is :func:`facelm.codec.decode` on the raw
 (int8 or float) output, exactly as in the conversion's drift measurement.
 """
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from sdk.errors import InputError
-from sdk.runtime.manifest import MANIFEST_NAME, ManifestError, load_manifest
+from facelm.artifacts import DEFAULT_RUNTIME_ARTIFACT
+from facelm.errors import InputError
+from facelm.runtime.manifest import MANIFEST_NAME, ModelContract, load_manifest
 
 
 @dataclass
@@ -39,7 +40,7 @@ class LandmarkerOptions:
     """
 
     model_path: str | os.PathLike
-    artifact: str = "int8"
+    artifact: str = DEFAULT_RUNTIME_ARTIFACT
     num_threads: int = 1
     verify: bool = True
 
@@ -63,9 +64,9 @@ class LandmarkerResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _resolve(options: LandmarkerOptions) -> tuple[Path, dict[str, Any]]:
-    """(tflite path, description dict with model/preprocess/layout/decode) for the options."""
-    from sdk.runtime.tflite import read_tflite_metadata
+def _resolve(options: LandmarkerOptions) -> tuple[Path, ModelContract]:
+    """(tflite path, the model contract) for the options; hashes checked when ``options.verify``."""
+    from facelm.runtime.tflite import read_tflite_metadata
 
     path = Path(options.model_path)
     if path.is_dir():
@@ -73,8 +74,7 @@ def _resolve(options: LandmarkerOptions) -> tuple[Path, dict[str, Any]]:
         entry = manifest.artifact(options.artifact)
         if entry.format != "tflite":
             raise InputError(f"artifact {options.artifact!r} is {entry.format}; Landmarker runs .tflite artifacts")
-        file = manifest.artifact_path(options.artifact, verify=options.verify)
-        return file, manifest.to_dict()
+        return manifest.artifact_path(options.artifact, verify=options.verify), manifest.contract
     if not path.is_file():
         raise InputError(f"no model at {path}")
     if path.suffix != ".tflite":
@@ -83,14 +83,12 @@ def _resolve(options: LandmarkerOptions) -> tuple[Path, dict[str, Any]]:
         manifest = load_manifest(path.parent, verify=False)
         match = [a for a in manifest.artifacts if a.file == path.name]
         if match:
-            if options.verify:
-                manifest.artifact_path(match[0].name, verify=True)
-            return path, manifest.to_dict()
+            return manifest.artifact_path(match[0].name, verify=options.verify), manifest.contract
     meta = read_tflite_metadata(path)
     if meta is None:
         raise InputError(f"{path} has no facelm metadata and no manifest.json beside it; "
                          "convert it with `facelm convert`")
-    return path, meta
+    return path, ModelContract.from_dict(meta)
 
 
 class Landmarker:
@@ -99,24 +97,13 @@ class Landmarker:
     def __init__(self, options: LandmarkerOptions, _token: object = None) -> None:
         if _token is not _CREATE:
             raise InputError("build a Landmarker with Landmarker.create_from_model_path or create_from_options")
-        from sdk.codec import DecodeConfig
-        from sdk.layouts import get_layout
-        from sdk.preprocess import Normalization
-        from sdk.runtime.tflite import TfliteRunner
+        from facelm.alignment import reference_template
+        from facelm.runtime.tflite import TfliteRunner
 
-        path, desc = _resolve(options)
-        try:
-            model, pre = desc["model"], desc["preprocess"]
-            self._size = int(model["input_size"][0])
-            self._stride = float(model["stride"])
-            self._norm = Normalization(mean=tuple(pre["mean"]), std=tuple(pre["std"]), color=pre.get("color", "RGB"))
-            self._decode = DecodeConfig.from_dict(dict(desc["decode"]))
-            self._layout = get_layout(desc["layout"]["name"])
-            template = np.asarray(pre["five_point_template"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"{path}: incomplete model description ({exc})") from exc
-        from sdk.alignment import reference_template
-
+        path, contract = _resolve(options)
+        self._contract = contract
+        self._size = contract.model.input_side
+        template = np.asarray(contract.preprocess.five_point_template, dtype=np.float64)
         if not np.allclose(template, reference_template(self._size), atol=1e-6):
             raise InputError(f"{path} was converted with a different alignment template than this facelm uses")
         self._runner = TfliteRunner(path, num_threads=options.num_threads)
@@ -130,13 +117,18 @@ class Landmarker:
         return cls(options, _CREATE)
 
     @classmethod
-    def create_from_model_path(cls, model_path: str | os.PathLike, artifact: str = "int8") -> "Landmarker":
+    def create_from_model_path(cls, model_path: str | os.PathLike, artifact: str = DEFAULT_RUNTIME_ARTIFACT) -> "Landmarker":
         return cls(LandmarkerOptions(model_path=model_path, artifact=artifact), _CREATE)
 
     # -- use --------------------------------------------------------------------------
     @property
     def input_size(self) -> int:
         return self._size
+
+    @property
+    def contract(self) -> ModelContract:
+        """The model's typed contract (model, preprocess, layout, decode sections)."""
+        return self._contract
 
     def detect(self, image: np.ndarray, five_points: np.ndarray) -> LandmarkerResult:
         """Landmarks of the face given by five points.
@@ -149,20 +141,14 @@ class Landmarker:
         """
         if self._closed:
             raise InputError("this Landmarker is closed")
-        from sdk.alignment import invert_affine, transform_points
-        from sdk.codec import decode, heatmap_to_input
-        from sdk.preprocess import preprocess_face
+        from facelm.postprocess import output_to_landmarks
+        from facelm.preprocess import preprocess_face
 
-        x, m = preprocess_face(image, np.asarray(five_points, dtype=np.float64), self._size, self._norm)
+        x, m = preprocess_face(image, _five_points(five_points), self._size, self._contract.preprocess.normalization)
         raw = self._runner.run_raw(x[None])
-        q = self._runner.output_spec.quantization
-        kwargs = dict(self._decode.as_kwargs(), layout="nhwc")
-        if q is not None:
-            kwargs.update(scale=q.scale, zero_point=q.zero_point)
-        coords, scores = decode(raw, **kwargs)
-        crop = heatmap_to_input(coords[0], self._stride)
-        return LandmarkerResult(landmarks=transform_points(crop, invert_affine(m)), scores=np.asarray(scores[0]),
-                                landmarks_crop=crop, transform=m, layout=self._layout.name)
+        lms = output_to_landmarks(raw, self._runner.output_spec, self._contract.model, self._contract.decode, m)
+        return LandmarkerResult(landmarks=lms.image[0], scores=lms.scores[0], landmarks_crop=lms.crop[0],
+                                transform=m, layout=self._contract.layout.name)
 
     def close(self) -> None:
         self._runner = None
@@ -176,3 +162,14 @@ class Landmarker:
 
 
 _CREATE = object()
+
+
+def _five_points(points) -> np.ndarray:
+    """(5, 2) finite float64 pixels, or :class:`InputError`."""
+    try:
+        pts = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"five_points must be a (5, 2) array of pixel coordinates, got {points!r:.60}") from None
+    if pts.shape != (5, 2) or not np.all(np.isfinite(pts)):
+        raise InputError(f"five_points must be a (5, 2) array of finite pixel coordinates, got shape {pts.shape}")
+    return pts

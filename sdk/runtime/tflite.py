@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from sdk.errors import InputError
-from sdk.runtime.manifest import Quantization, TensorSpec
+from facelm.errors import InputError
+from facelm.runtime.manifest import Quantization, TensorSpec
 
 METADATA_NAME = "facelm_manifest"
 
@@ -29,18 +29,38 @@ def _interpreter_class():
     return Interpreter
 
 
-def _spec(detail: dict, layout: str) -> TensorSpec:
+def tensor_spec(detail: dict, layout: str = "NHWC") -> TensorSpec:
+    """A LiteRT interpreter's input/output detail dict -> :class:`TensorSpec` (the one conversion).
+
+    Integer tensors get their ``(scale, zero_point)``; float tensors get none.
+    """
     dtype = np.dtype(detail["dtype"]).name
     scale, zp = detail.get("quantization", (0.0, 0))
-    q = Quantization(float(scale), int(zp)) if dtype != "float32" and scale else None
-    return TensorSpec(name=str(detail["name"]), shape=[int(s) for s in detail["shape"]],
+    q = Quantization(float(scale), int(zp)) if np.dtype(dtype).kind in "iu" and scale else None
+    return TensorSpec(name=str(detail["name"]), shape=tuple(int(s) for s in detail["shape"]),
                       layout=layout, dtype=dtype, quantization=q)
 
 
 def quantize(x: np.ndarray, q: Quantization, dtype: str) -> np.ndarray:
     """Float ``x`` -> integer ``dtype`` with ``q = round(x / scale) + zero_point``, saturating."""
     info = np.iinfo(np.dtype(dtype))
-    return np.clip(np.rint(x / q.scale) + q.zero_point, info.min, info.max).astype(dtype)
+    return np.clip(np.rint(np.asarray(x, np.float32) / np.float32(q.scale)) + q.zero_point,
+                   info.min, info.max).astype(dtype)
+
+
+def to_model_input(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Normalised float input -> the tensor a model takes: its dtype, quantized for integer inputs.
+
+    Args:
+        x: float32 array already in ``spec``'s layout and shape.
+    Raises:
+        InputError: an integer input without quantization parameters.
+    """
+    if np.dtype(spec.dtype).kind in "iu":
+        if spec.quantization is None:
+            raise InputError(f"integer input {spec.name!r} has no quantization scale")
+        return quantize(x, spec.quantization, spec.dtype)
+    return np.asarray(x, dtype=spec.dtype)
 
 
 def dequantize(q_values: np.ndarray, q: Quantization | None) -> np.ndarray:
@@ -72,8 +92,8 @@ class TfliteRunner:
         if len(ins) != 1 or len(outs) != 1:
             raise InputError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
         self._in, self._out = ins[0], outs[0]
-        self.input_spec = _spec(self._in, "NHWC")
-        self.output_spec = _spec(self._out, "NHWC")
+        self.input_spec = tensor_spec(self._in, "NHWC")
+        self.output_spec = tensor_spec(self._out, "NHWC")
         self.path = path
 
     def invoke(self, x_nhwc: np.ndarray) -> np.ndarray:
@@ -85,9 +105,7 @@ class TfliteRunner:
     def prepare(self, x_nchw: np.ndarray) -> np.ndarray:
         """Normalised float (1, 3, H, W) -> the model's (1, H, W, 3) input (quantized for int io)."""
         x = np.ascontiguousarray(np.asarray(x_nchw, dtype=np.float32).transpose(0, 2, 3, 1))
-        if self.input_spec.quantization is not None:
-            return quantize(x, self.input_spec.quantization, self.input_spec.dtype)
-        return x
+        return to_model_input(x, self.input_spec)
 
     def run_raw(self, x_nchw: np.ndarray) -> np.ndarray:
         """Normalised float (N, 3, H, W) -> raw outputs (N, h, w, K) in the model's output dtype."""

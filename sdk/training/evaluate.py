@@ -1,9 +1,9 @@
 """Evaluation: predict landmarks (optionally with the flip test) and score NME / AUC@0.08 / FR.
 
-Predictions are decoded with :func:`sdk.codec.decode` (flip test: :func:`sdk.codec.average_flip`,
-averaging the coordinates of the image and its mirror as the paper does), mapped from heatmap
-to input pixels (:func:`sdk.codec.heatmap_to_input`) and back to the original image with the
-inverse alignment, then scored with :mod:`sdk.metrics` against the original ground truth.
+Predictions are decoded with :func:`facelm.postprocess.output_to_landmarks` (the flip test
+averages the coordinates of the image and of its mirror, mapped back, as the paper does) and
+mapped back to the original image with the
+inverse alignment, then scored with :mod:`facelm.metrics` against the original ground truth.
 """
 from __future__ import annotations
 
@@ -14,32 +14,49 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sdk.alignment import invert_affine, transform_points
-from sdk.codec import average_flip, decode, heatmap_to_input
-from sdk.data.dataset import LandmarkDataset
-from sdk.metrics import nme, summarize
+from facelm.alignment import invert_affine, transform_points
+from facelm.codec import DecodeConfig, stride_for
+from facelm.data.dataset import LandmarkDataset
+from facelm.metrics import nme, summarize
+from facelm.postprocess import output_to_landmarks
+from facelm.runtime.manifest import ModelSpec, TensorSpec
+
+
+def torch_model_spec(num_keypoints: int, input_size: int, heatmap_size: int) -> tuple[ModelSpec, TensorSpec]:
+    """The :class:`ModelSpec` and NCHW float output spec of a zoo model (for :func:`output_to_landmarks`)."""
+    spec = ModelSpec(name="torch", num_keypoints=int(num_keypoints), input_size=(input_size, input_size),
+                     heatmap_size=(heatmap_size, heatmap_size),
+                     stride=stride_for((input_size, input_size), (heatmap_size, heatmap_size)))
+    return spec, TensorSpec("heatmaps", (1, int(num_keypoints), heatmap_size, heatmap_size), "NCHW", "float32")
 
 
 @torch.no_grad()
-def predict_input_points(model: nn.Module, images: torch.Tensor, permutation: np.ndarray, stride,
-                         flip: bool = False, method: str = "dark") -> np.ndarray:
-    """Landmarks in input-crop pixels.
+def predict_input_points(model: nn.Module, images: torch.Tensor, permutation: np.ndarray, heatmap_size: int,
+                         flip: bool = False, decode: DecodeConfig = DecodeConfig()) -> np.ndarray:
+    """Landmarks in input-crop pixels, decoded by :func:`facelm.postprocess.output_to_landmarks`.
 
     Args:
         model: heatmap model in eval mode.
         images: (N, 3, S, S) normalised inputs on the model's device.
         permutation: (K,) the layout's flip permutation (used when ``flip``).
-        stride: input size / heatmap size.
+        heatmap_size: side of the model's square heatmaps, cells.
+        flip: the paper's flip test: average the coordinates predicted for the image and,
+            mirrored back (``x -> S - 1 - x`` and the permutation), for its mirror.
+        decode: how heatmaps become coordinates.
     Returns:
         (N, K, 2) float64 (x, y) in input pixels.
     """
-    h = model(images).float().cpu().numpy()
+    size = int(images.shape[-1])
+    perm = np.asarray(permutation)
+    spec, out = torch_model_spec(len(perm), size, heatmap_size)
+    pts = output_to_landmarks(model(images).float().cpu().numpy(), out, spec, decode).crop
     if flip:
-        hf = model(torch.flip(images, dims=[3])).float().cpu().numpy()
-        coords, _ = average_flip(h, hf, permutation, mode="coords", method=method)
-    else:
-        coords, _ = decode(h, method)
-    return heatmap_to_input(coords, stride)
+        mirrored = output_to_landmarks(model(torch.flip(images, dims=[3])).float().cpu().numpy(), out, spec,
+                                       decode).crop
+        mirrored = mirrored[:, perm, :]
+        mirrored[..., 0] = (size - 1) - mirrored[..., 0]
+        pts = 0.5 * (pts + mirrored)
+    return pts
 
 
 @dataclass
@@ -55,7 +72,8 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: LandmarkDataset, device: torch.device | str = "cpu",
-             batch_size: int = 32, workers: int = 0, method: str = "dark", progress: bool = False) -> EvalResult:
+             batch_size: int = 32, workers: int = 0, decode: DecodeConfig = DecodeConfig(),
+             progress: bool = False) -> EvalResult:
     """NME of every face of ``dataset`` (which must not augment), without and with the flip test."""
     from tqdm import tqdm
 
@@ -69,7 +87,7 @@ def evaluate(model: nn.Module, dataset: LandmarkDataset, device: torch.device | 
         inv = invert_affine(batch["transform"].numpy())
         gt, box = batch["gt"].numpy(), batch["bbox"].numpy()
         for flip, out in ((False, plain), (True, flipped)):
-            pts = predict_input_points(model, x, perm, dataset.spec.stride, flip=flip, method=method)
+            pts = predict_input_points(model, x, perm, dataset.spec.heatmap_size, flip=flip, decode=decode)
             out.append(nme(transform_points(pts, inv), gt, dataset.layout, box))
     model.train(was_training)
     return EvalResult(np.concatenate(plain), np.concatenate(flipped))
@@ -91,17 +109,17 @@ def mean_shape_nme(train: LandmarkDataset, test: LandmarkDataset) -> np.ndarray:
 
 
 def evaluate_checkpoint(checkpoint, data, limit: int = 0, detector_points=None, data_format: str = "auto",
-                        method: str = "dark", device: str = "cpu", batch_size: int = 32,
+                        decode: DecodeConfig = DecodeConfig(), device: str = "cpu", batch_size: int = 32,
                         progress: bool = False) -> EvalResult:
     """Load a checkpoint and evaluate it on a data set (aligned with GT or detector five points).
 
     Raises:
         ConfigError: the checkpoint's layout does not match the data's.
     """
-    from sdk.data.dataset import TargetSpec
-    from sdk.data.sources import load_records
-    from sdk.errors import ConfigError
-    from sdk.model import load_checkpoint
+    from facelm.data.dataset import TargetSpec
+    from facelm.data.sources import load_records
+    from facelm.errors import ConfigError
+    from facelm.model import load_checkpoint
 
     model, mcfg, _ = load_checkpoint(checkpoint, map_location=device)
     records, layout = load_records(data, data_format, detector_points=detector_points)
@@ -110,4 +128,4 @@ def evaluate_checkpoint(checkpoint, data, limit: int = 0, detector_points=None, 
     if limit:
         records = records[:limit]
     ds = LandmarkDataset(records, layout, TargetSpec(mcfg.input_size, mcfg.heatmap_size))
-    return evaluate(model.to(device), ds, device, batch_size=batch_size, method=method, progress=progress)
+    return evaluate(model.to(device), ds, device, batch_size=batch_size, decode=decode, progress=progress)

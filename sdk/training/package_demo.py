@@ -1,6 +1,6 @@
 """Package a trained checkpoint as the shipped demo checkpoint and its model card.
 
-    python -m sdk.training.package_demo runs/demo/last.pt --heldout data/synth_heldout
+    python -m facelm.training.package_demo runs/demo/last.pt --heldout data/synth_heldout
 
 Writes ``sdk/assets/demo_synth.pt`` (weights + config, no optimizer state, labelled
 "trained on synthetic faces — demo, not a production model") and ``sdk/assets/demo_checkpoint.json``
@@ -15,9 +15,9 @@ import os
 import sys
 from pathlib import Path
 
-from sdk.assets import DEMO_CARD, DEMO_CHECKPOINT, DEMO_LABEL
-from sdk.errors import FacelmError
-from sdk.fileio import atomic_write_text, sha256_file
+from facelm.assets import DEMO_CARD, DEMO_CHECKPOINT, DEMO_LABEL
+from facelm.errors import FacelmError
+from facelm.fileio import atomic_write_text, sha256_file
 
 MAX_BYTES = 15 * 1024 * 1024
 
@@ -25,15 +25,15 @@ DEFAULT_COMMANDS = [
     "facelm synth data/synth_train --count 10000 --seed 1000",
     "facelm synth data/synth_heldout --count 1000 --seed 2000",
     "facelm train demo --data data/synth_train --val-data data/synth_heldout --out runs/demo --stop-after 3",
-    "python -m sdk.training.package_demo runs/demo/last.pt --heldout data/synth_heldout",
+    "python -m facelm.training.package_demo runs/demo/last.pt --heldout data/synth_heldout",
 ]
 
 
 def package(checkpoint: str | os.PathLike, heldout: str | os.PathLike, out: Path = DEMO_CHECKPOINT,
             card: Path = DEMO_CARD, commands: list[str] | None = None, progress: bool = True) -> dict:
     """Evaluate ``checkpoint`` on ``heldout``, write the slim labelled checkpoint and the card. Returns the card."""
-    from sdk.model import load_checkpoint, save_checkpoint
-    from sdk.training.evaluate import evaluate_checkpoint
+    from facelm.model import load_checkpoint, save_checkpoint
+    from facelm.training.evaluate import evaluate_checkpoint
 
     model, mcfg, extra = load_checkpoint(checkpoint)
     trainer = extra.get("trainer", {})

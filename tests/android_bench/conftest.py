@@ -17,8 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from android_bench.adb import Adb  # noqa: E402
-from android_bench.virtual_device import Faults, VirtualDevice  # noqa: E402
+from facelm.android_bench.adb import Adb  # noqa: E402
+from facelm.android_bench.virtual_device import Faults, VirtualDevice  # noqa: E402
 
 K = 106
 SIZE = 64
@@ -79,27 +79,28 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def artifact_dir(models, tmp_path_factory):
-    """An artifact folder with a manifest.json (schema of sdk.runtime.manifest) over the tiny models."""
-    from sdk.codec import DecodeConfig
-    from sdk.runtime.manifest import Manifest, TensorSpec, artifact_entry_for, write_manifest
+    """An artifact folder with a manifest.json (schema of facelm.runtime.manifest) over the tiny models."""
+    from facelm.alignment import reference_template
+    from facelm.codec import DecodeConfig
+    from facelm.layouts import JD106
+    from facelm.preprocess import DEFAULT_NORMALIZATION
+    from facelm.runtime.manifest import (LayoutSpec, Manifest, ModelContract, ModelSpec, PreprocessSpec, TensorSpec,
+                                         artifact_entry_for, write_manifest)
 
     d = tmp_path_factory.mktemp("artifacts")
     entries = []
     for name, src in (("fp32", models["fp32"]), ("dynamic_int8", models["dyn"])):
         shutil.copy(src, d / f"{name}.tflite")
         entries.append(artifact_entry_for(
-            d, name, f"{name}.tflite", "tflite",
-            input=TensorSpec("input", [1, SIZE, SIZE, 3], "NHWC", "float32"),
-            output=TensorSpec("output", [1, SIZE // 4, SIZE // 4, K], "NHWC", "float32")))
-    manifest = Manifest(
-        facelm_version="test",
-        model={"name": "tiny-test", "num_keypoints": K, "input_size": [SIZE, SIZE],
-               "heatmap_size": [SIZE // 4, SIZE // 4], "stride": 4.0},
-        preprocess={"color": "RGB", "pixel_scale": 1 / 255.0, "mean": [0.485, 0.456, 0.406],
-                    "std": [0.229, 0.224, 0.225]},
-        layout={"name": "jd106", "num_points": K},
-        decode=DecodeConfig(method="dark", blur_kernel=3, layout="nhwc").to_dict(),
-        tools={}, artifacts=entries)
+            d, name,
+            input=TensorSpec("input", (1, SIZE, SIZE, 3), "NHWC", "float32"),
+            output=TensorSpec("output", (1, SIZE // 4, SIZE // 4, K), "NHWC", "float32")))
+    contract = ModelContract(
+        ModelSpec(name="tiny-test", num_keypoints=K, input_size=(SIZE, SIZE), heatmap_size=(SIZE // 4, SIZE // 4),
+                  stride=(4.0, 4.0), source="onnx"),
+        PreprocessSpec(DEFAULT_NORMALIZATION, tuple(map(tuple, reference_template(SIZE).tolist()))),
+        LayoutSpec.of(JD106), DecodeConfig(method="dark", blur_kernel=3))
+    manifest = Manifest(facelm_version="test", contract=contract, tools={}, artifacts=entries)
     write_manifest(manifest, d)
     return d
 

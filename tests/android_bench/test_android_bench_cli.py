@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sdk.cli import main
+from facelm.cli import main
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -47,8 +47,8 @@ def test_bench_and_report_cli(adb, vdev, artifact_dir, tmp_path, capsys):
 
 
 def test_report_ratios(tmp_path):
-    from android_bench.records import write_records
-    from android_bench.report import report
+    from facelm.android_bench.records import write_records
+    from facelm.android_bench.report import report
 
     def r(mean, median):
         return {"schema": 1, "backend": "benchmark_model", "status": "ok",
@@ -73,7 +73,7 @@ def test_cli_errors_are_one_line(adb, capsys, tmp_path):
 def test_virtual_device_cli(adb, tmp_path):
     env = {**os.environ, "HOME": adb.env["HOME"]}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sdk.cli", "virtual-device", "--port", "0", "--sandbox", str(tmp_path / "sb"),
+        [sys.executable, "-m", "facelm.cli", "virtual-device", "--port", "0", "--sandbox", str(tmp_path / "sb"),
          "--connect", "--adb-port", str(adb.server_port), "--crash", "exit"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:

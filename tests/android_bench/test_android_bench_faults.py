@@ -5,15 +5,15 @@ import time
 
 import pytest
 
-from android_bench import records as rec
-from android_bench.adb import (
+from facelm.android_bench import records as rec
+from facelm.android_bench.adb import (
     Adb, AdbTimeoutError, AmbiguousDeviceError, DeviceError, DeviceLostError, DeviceNotFoundError,
     DeviceOfflineError, DeviceUnauthorizedError, StorageFullError,
 )
-from android_bench.bench import bench
-from android_bench.config import BenchOptions
-from android_bench.transfer import RemoteFiles
-from android_bench.virtual_device import Faults
+from facelm.android_bench.bench import bench
+from facelm.android_bench.config import BenchOptions
+from facelm.android_bench.transfer import RemoteFiles
+from facelm.android_bench.virtual_device import Faults
 
 pytestmark = pytest.mark.timeout(90)
 

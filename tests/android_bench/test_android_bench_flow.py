@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from android_bench import records as rec
-from android_bench.bench import bench
-from android_bench.config import BenchOptions
-from android_bench.device import read_facts
-from sdk.fileio import sha256_file
+from facelm.android_bench import records as rec
+from facelm.android_bench.bench import bench
+from facelm.android_bench.config import BenchOptions
+from facelm.android_bench.device import read_facts
+from facelm.fileio import sha256_file
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,16 +58,17 @@ def test_bench_records_drift_and_report(adb, vdev, artifact_dir, tmp_path):
     assert log and all(line.startswith("f0 ") for line in log)
     # drift: the fp32 artifact on the "device" is the host reference itself; the
     # dynamic-range model drifts a little.
-    assert fp32["drift"]["psnr_db"] is None and fp32["drift"]["drift_mean"] == 0.0
-    assert dyn["drift"]["psnr_db"] is not None and 15 < dyn["drift"]["psnr_db"] < 80
-    assert dyn["drift"]["samples"] == 2 and dyn["drift"]["reference"] == "fp32"
+    assert fp32["drift_vs_host"]["psnr_db"] is None and fp32["drift_vs_host"]["mean"] == 0.0
+    assert dyn["drift_vs_host"]["psnr_db"] is not None and 15 < dyn["drift_vs_host"]["psnr_db"] < 80
+    assert dyn["drift_vs_host"]["samples"] == 2 and dyn["drift_vs_host"]["reference_artifact"] == "fp32"
+    assert dyn["drift_vs_host"]["reference"] == "host_fp32_tflite" and "drift" not in dyn
     # fixed performance mode was switched on for the run and off again afterwards
     assert (vdev.root / "fixed_performance").read_text() == "false"
     # pushed files were cleaned up (only the stand-in binary remains)
     left = sorted(p.name for p in (vdev.root / "data/local/tmp").iterdir())
     assert left == ["benchmark_model", "tvm_rpc"]
 
-    from android_bench.report import report
+    from facelm.android_bench.report import report
 
     rep = report(results, tmp_path / "rep")
     text = rep["table"].read_text()
@@ -77,7 +78,7 @@ def test_bench_records_drift_and_report(adb, vdev, artifact_dir, tmp_path):
 
 
 def test_thermal_wait_and_cooldown(adb, vdev, models):
-    from android_bench.runners import BenchmarkModelRunner
+    from facelm.android_bench.runners import BenchmarkModelRunner
 
     zone = vdev.root / "sys/class/thermal/thermal_zone1/temp"
     zone.write_text("52000\n")  # cpu-1-0-usr at 52 C: too hot for a 45 C limit
@@ -101,7 +102,7 @@ def test_thermal_wait_and_cooldown(adb, vdev, models):
 
 
 def test_wait_cool_gives_up():
-    from android_bench.device import Thermal, wait_cool
+    from facelm.android_bench.device import Thermal, wait_cool
 
     slept = []
     snap, waited = wait_cool(lambda: Thermal(cpu_max_c=80.0), 45.0, 12.0, poll_s=5.0, sleep=slept.append)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from android_bench import parse_benchmark_output
-from android_bench.adb import DeviceNoPermissionsError, parse_devices, state_error
-from android_bench.device import big_cores, core_mask, parse_facts, Core
-from android_bench.runners import combine_invocations
+from facelm.android_bench import parse_benchmark_output
+from facelm.android_bench.adb import DeviceNoPermissionsError, parse_devices, state_error
+from facelm.android_bench.device import big_cores, core_mask, parse_facts, Core
+from facelm.android_bench.runners import combine_invocations
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from android_bench.bench import bench
-from android_bench.config import BenchOptions
+from facelm.android_bench.bench import bench
+from facelm.android_bench.config import BenchOptions
 
 pytestmark = [pytest.mark.timeout(150),
               pytest.mark.skipif(importlib.util.find_spec("tvm") is None, reason="TVM is not installed")]
@@ -24,23 +24,22 @@ def tvm_dir(tmp_path_factory):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from converters.tvm import compile_host
-    from sdk.runtime.manifest import Manifest, TensorSpec, artifact_entry_for, write_manifest
+    from facelm.converters.tvm import compile_host
+    from facelm.runtime.manifest import Manifest, ModelContract, TensorSpec, artifact_entry_for, write_manifest
 
     d = tmp_path_factory.mktemp("tvm")
-    w = np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32)
+    w = np.random.default_rng(0).normal(size=(106, 3, 3, 3)).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["output"])],
         "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(SHAPE))],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])], [numpy_helper.from_array(w, "w")])
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 106, 16, 16])], [numpy_helper.from_array(w, "w")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), d / "tiny.onnx")
-    compile_host(d / "tiny.onnx", d / "host.so", SHAPE)
-    entry = artifact_entry_for(d, "tvm_host", "host.so", "tvm_so", target={"kind": "llvm"},
-                               input=TensorSpec("input", list(SHAPE), "NCHW", "float32"),
-                               output=TensorSpec("output", [1, 4, 16, 16], "NCHW", "float32"))
-    write_manifest(Manifest(facelm_version="test", model={"input_size": [16, 16], "heatmap_size": [16, 16],
-                                                          "stride": 1.0, "num_keypoints": 4},
-                            preprocess={}, layout={"name": "jd106"}, decode={}, tools={}, artifacts=[entry]), d)
+    compile_host(d / "tiny.onnx", d / "tvm" / "host.so", SHAPE)
+    entry = artifact_entry_for(d, "tvm_host", target={"kind": "llvm"},
+                               input=TensorSpec("input", tuple(SHAPE), "NCHW", "float32"),
+                               output=TensorSpec("output", (1, 106, 16, 16), "NCHW", "float32"))
+    contract = ModelContract.build("conv-relu", "jd106", 16, 16, source="onnx", output_name="output")
+    write_manifest(Manifest(facelm_version="test", contract=contract, tools={}, artifacts=[entry]), d)
     return d, w
 
 
@@ -61,7 +60,7 @@ def vdev_process(adb, tmp_path):
     """
     env = {**os.environ, "HOME": adb.env["HOME"]}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sdk.cli", "virtual-device", "--port", "0", "--sandbox", str(tmp_path / "sb"),
+        [sys.executable, "-m", "facelm.cli", "virtual-device", "--port", "0", "--sandbox", str(tmp_path / "sb"),
          "--connect", "--adb-port", str(adb.server_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     first = proc.stdout.readline()
@@ -78,8 +77,8 @@ def vdev_process(adb, tmp_path):
 
 
 def test_tvm_over_rpc_on_virtual_device(adb, vdev_process, tvm_dir):
-    from android_bench.runners import TensorInfo
-    from android_bench.tvm_runners import TvmRpcRunner
+    from facelm.runtime import TensorSpec
+    from facelm.android_bench.tvm_runners import TvmRpcRunner
 
     serial, sandbox = vdev_process
     d, w = tvm_dir
@@ -93,13 +92,13 @@ def test_tvm_over_rpc_on_virtual_device(adb, vdev_process, tvm_dir):
     runner = TvmRpcRunner(adb, serial, BenchOptions(timeout_s=30), "/data/local/tmp/tvm_rpc", _free_port())
     try:
         runner.setup()
-        name = runner.prepare(d / "host.so")
-        info = [TensorInfo("input", SHAPE, "float32")]
-        (out,) = runner.outputs(name, info, [TensorInfo("output", (1, 4, 16, 16), "float32")], [[x.tobytes()]])
+        name = runner.prepare(d / "tvm" / "host.so")
+        info = [TensorSpec("input", SHAPE, "NCHW", "float32")]
+        (out,) = runner.outputs(name, info, [TensorSpec("output", (1, 106, 16, 16), "NCHW", "float32")], [[x.tobytes()]])
     finally:
         runner.close()
     pad = np.pad(x[0], ((0, 0), (1, 1), (1, 1)))
-    ref = np.zeros((4, 16, 16), np.float32)
+    ref = np.zeros((106, 16, 16), np.float32)
     for i in range(16):
         for j in range(16):
             ref[:, i, j] = np.tensordot(w, pad[:, i:i + 3, j:j + 3], axes=([1, 2, 3], [0, 1, 2]))

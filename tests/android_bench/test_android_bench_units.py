@@ -7,13 +7,13 @@ import struct
 import numpy as np
 import pytest
 
-from android_bench import records as rec
-from android_bench.bench import bench, resolve_targets
-from android_bench.config import BenchOptions
-from android_bench.transfer import RemoteFiles
-from android_bench.virtual_device import DeviceProfile, protocol as P
-from android_bench.virtual_device.server import device_path, rewrite_command
-from sdk.errors import ConfigError, InputError
+from facelm.android_bench import records as rec
+from facelm.android_bench.bench import bench, resolve_targets
+from facelm.android_bench.config import BenchOptions
+from facelm.android_bench.transfer import RemoteFiles
+from facelm.android_bench.virtual_device import DeviceProfile, protocol as P
+from facelm.android_bench.virtual_device.server import device_path, rewrite_command
+from facelm.errors import ConfigError, InputError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -91,8 +91,8 @@ def test_local_backend_and_manifest_drift(artifact_dir, tmp_path):
     lat = r["fp32"]["latency_ms"]
     assert lat["count"] == 5 and lat["basis"] == "per-run"
     assert lat["min"] <= lat["median"] <= lat["p90"] <= lat["p99"] <= lat["max"]
-    assert r["fp32"]["drift"]["drift_mean"] == 0.0
-    assert r["dynamic_int8"]["drift"]["drift_mean"] > 0
+    assert r["fp32"]["drift_vs_host"]["mean"] == 0.0
+    assert r["dynamic_int8"]["drift_vs_host"]["mean"] > 0
 
 
 def test_no_device_means_local(adb, models, tmp_path):

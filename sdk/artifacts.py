@@ -1,0 +1,115 @@
+"""The artifact catalogue: every file ``facelm convert`` can write, described once.
+
+Conversion, drift gates, the bench harness and the runtime derive what they need from
+:data:`CATALOGUE` (names, files, formats, precisions, platforms). No other module lists
+artifact names, and nothing chooses an artifact by a substring of its name.
+
+Fields of one :class:`ArtifactKind`:
+
+- ``name``: the manifest name (``"int8"``);
+- ``file``: path inside the artifact folder (``"int8.tflite"``; TVM objects live in ``tvm/``);
+- ``format``: ``tflite`` | ``onnx`` | ``tvm_so`` (a loadable shared library) | ``tvm_tar``
+  (object files to link later);
+- ``precision``: what the activations are computed in: ``fp32`` | ``fp16`` | ``int8`` | ``int16``;
+- ``weight_dtype``: ``float32`` | ``float16`` | ``int8``;
+- ``io``: dtype of the model's input and output tensors: ``float32`` | ``int8``;
+- ``platform``: where the file runs: ``any`` (TFLite/ONNX interpreters), ``host`` (this
+  machine's CPU), ``linux-arm64`` (glibc aarch64), ``android-arm64``;
+- ``target_group``: the ``facelm convert --targets`` value that produces it;
+- ``optional``: written only when asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from facelm.errors import ConfigError
+
+FORMATS = ("tflite", "onnx", "tvm_so", "tvm_tar")
+PRECISIONS = ("fp32", "fp16", "int8", "int16")
+PLATFORMS = ("any", "host", "linux-arm64", "android-arm64")
+#: Formats whose files are native code (loading them executes them).
+NATIVE_FORMATS = ("tvm_so",)
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """One kind of artifact (see the module docstring for the fields)."""
+
+    name: str
+    file: str
+    format: str
+    precision: str
+    weight_dtype: str
+    io: str
+    platform: str
+    target_group: str
+    optional: bool = False
+    #: other (file, format) pairs the same artifact may take (a linked Android library).
+    alternatives: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def int8_weights(self) -> bool:
+        """True when the weights are int8 (the drift gate applies)."""
+        return self.weight_dtype == "int8"
+
+    @property
+    def float_reference(self) -> bool:
+        """True for fp32 artifacts that must match torch to the parity bound."""
+        return self.precision == "fp32" and self.weight_dtype == "float32"
+
+    @property
+    def native(self) -> bool:
+        """True when using the file means loading native code."""
+        return self.format in NATIVE_FORMATS
+
+    def to_dict(self) -> dict:
+        return {"precision": self.precision, "weight_dtype": self.weight_dtype, "io": self.io,
+                "platform": self.platform}
+
+
+CATALOGUE: tuple[ArtifactKind, ...] = (
+    ArtifactKind("onnx", "model.onnx", "onnx", "fp32", "float32", "float32", "any", "onnx"),
+    ArtifactKind("fp32", "fp32.tflite", "tflite", "fp32", "float32", "float32", "any", "tflite"),
+    ArtifactKind("fp16", "fp16.tflite", "tflite", "fp16", "float16", "float32", "any", "tflite"),
+    ArtifactKind("dynamic_int8", "dynamic_int8.tflite", "tflite", "fp32", "int8", "float32", "any", "tflite"),
+    ArtifactKind("int8", "int8.tflite", "tflite", "int8", "int8", "float32", "any", "tflite"),
+    ArtifactKind("int8_io", "int8_io.tflite", "tflite", "int8", "int8", "int8", "any", "tflite"),
+    ArtifactKind("int16x8", "int16x8.tflite", "tflite", "int16", "int8", "float32", "any", "tflite",
+                 optional=True),
+    ArtifactKind("tvm_host", "tvm/host.so", "tvm_so", "fp32", "float32", "float32", "host", "tvm"),
+    ArtifactKind("tvm_android", "tvm/android.tar", "tvm_tar", "fp32", "float32", "float32", "android-arm64",
+                 "tvm", alternatives=(("tvm/android.so", "tvm_so"),)),
+)
+
+#: The host fp32 TFLite artifact: the reference of on-device drift.
+FP32_REFERENCE = "fp32"
+#: The artifact a runtime picks when none is named.
+DEFAULT_RUNTIME_ARTIFACT = "int8"
+
+_BY_NAME = {k.name: k for k in CATALOGUE}
+
+
+def artifact_kind(name: str) -> ArtifactKind:
+    """The catalogue entry called ``name``.
+
+    Raises:
+        ConfigError: ``name`` is not a known artifact.
+    """
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ConfigError(f"unknown artifact {name!r}; known: {', '.join(_BY_NAME)}") from None
+
+
+def artifact_names(*, format: str | None = None, target_group: str | None = None,
+                   include_optional: bool = True) -> tuple[str, ...]:
+    """Names in catalogue order, filtered by ``format`` and ``target_group``."""
+    return tuple(k.name for k in CATALOGUE
+                 if (format is None or k.format == format)
+                 and (target_group is None or k.target_group == target_group)
+                 and (include_optional or not k.optional))
+
+
+def tflite_names(include_optional: bool = True) -> tuple[str, ...]:
+    """The TFLite artifacts (``fp32``, ``fp16``, ``dynamic_int8``, ``int8``, ``int8_io`` [, ``int16x8``])."""
+    return artifact_names(format="tflite", include_optional=include_optional)

@@ -255,3 +255,41 @@ def test_portable_core_rejects_bad_arguments(driver):
         _run_driver(driver, m.astype(np.int8), 2, 11, False, scale=0.0)
     with pytest.raises(subprocess.CalledProcessError):
         _run_driver(driver, m, 7, 11, False)  # unknown method
+
+
+def _header_defines() -> dict[str, str]:
+    """``#define FACELM_NAME VALUE`` lines of facelm_dark.h (comments stripped)."""
+    import re
+
+    text = re.sub(r"/\*.*?\*/", "", (CSRC / "facelm_dark.h").read_text(), flags=re.S)
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^#define (FACELM_\w+)[ \t]+(.+)$", text, re.M)}
+
+
+def _c_number(token: str) -> float:
+    """A C numeric literal as written in the header: ``1e-10``, ``0.0f``, ``(-1)``, ``61``."""
+    return float(token.strip("()").rstrip("fF"))
+
+
+def test_header_decode_constants_match_python_config():
+    """The C core's decode constants are the Python config's (one source of truth, checked)."""
+    from facelm.codec import config
+    from facelm.errors import ConfigError
+
+    defines = _header_defines()
+    block = (CSRC / "facelm_dark.h").read_text().split("/* The constants of sdk/codec/config.py. */", 1)[1]
+    in_block = {line.split()[1] for line in block.split("\n\n", 1)[0].splitlines() if line.startswith("#define")}
+    twins = {"FACELM_LOG_FLOOR": config.LOG_FLOOR, "FACELM_MIN_SHRUNK_RADIUS": config.MIN_SHRUNK_RADIUS,
+             "FACELM_MAX_OFFSET": config.MAX_OFFSET, "FACELM_DET_REL_EPS": config.DET_REL_EPS,
+             "FACELM_MODEL_MIN_VAR": config.MODEL_MIN_VAR, "FACELM_INVALID_SCORE": config.INVALID_SCORE}
+    # every constant of the block has a Python twin (a new C constant needs one here)
+    assert in_block == set(twins) | {"FACELM_MAX_BLUR_KERNEL"}, sorted(in_block)
+    for name, value in twins.items():
+        assert _c_number(defines[name]) == value, (name, defines[name], value)
+    # the largest kernel: Python's DecodeConfig accepts it and rejects the next odd size
+    kmax = int(_c_number(defines["FACELM_MAX_BLUR_KERNEL"]))
+    assert config.DecodeConfig(blur_kernel=kmax).blur_kernel == kmax
+    with pytest.raises(ConfigError):
+        config.DecodeConfig(blur_kernel=kmax + 2)
+    # method and layout codes as the Python side passes them
+    assert {m: int(_c_number(defines[f"FACELM_METHOD_{m.upper()}"])) for m in config.METHODS} == core._METHOD_CODES
+    assert [int(_c_number(defines[f"FACELM_LAYOUT_{lay.upper()}"])) for lay in config.LAYOUTS] == list(range(len(config.LAYOUTS)))

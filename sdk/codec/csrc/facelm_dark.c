@@ -335,101 +335,157 @@ static const float zeros8[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
             for (i_ = 0; i_ < n_; i_++) d_[i_] = DEQ(p_[i_]);                               \
         }                                                                                   \
     } while (0)
-#define DEFINE_REFINE_DARK(NAME, ATTR, T, DEQ, IS_F32)                                     \
-    ATTR static void NAME(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w,   \
-                                  int px, int py, int R, const float *table, double scale,   \
-                                  int32_t zp, double *ox, double *oy)                        \
+/* Geometry of one DARK refinement (rules 3, 5a): refinable axes, the stencils' wide second
+ * differences, the per-axis blur radii and half kernels, and the stencil half-widths C, D
+ * (2 for interior peaks) that decide which window rows and columns are read. */
+typedef struct {
+    int ax, ay, wide_x, wide_y, rx, ry, C, D;
+    const float *wx, *wy;
+} dark_geom;
+
+FACELM_INLINE dark_geom dark_geometry(int h, int w, int px, int py, int R, const float *table)
+{
+    dark_geom g;
+    g.ax = px >= 1 && px <= w - 2;
+    g.ay = py >= 1 && py <= h - 2;
+    g.wide_x = px >= 2 && px <= w - 3;
+    g.wide_y = py >= 2 && py <= h - 3;
+    g.rx = effective_radius(px, w, R);
+    g.ry = effective_radius(py, h, R);
+    g.wx = table + (size_t)g.rx * (R + 1);
+    g.wy = table + (size_t)g.ry * (R + 1);
+    g.C = g.wide_x ? 2 : g.ax;
+    g.D = g.wide_y ? 2 : g.ay;
+    return g;
+}
+
+/* Both blur passes: window rows (row j at rows + j * rstride, 5 + 2 ry of them) -> H -> V
+ * (5 x HL). DarkPose's k = 11 (radius 5) is unrolled; the same operations. */
+FACELM_INLINE void blur_window(const float *rows, ptrdiff_t rstride, int rx, int ry, const float *wx,
+                               const float *wy, float *H, float *V)
+{
+    int j, nr = 5 + 2 * ry;
+    if (rx == 5) {
+        for (j = 0; j < nr; j++) row_pass(rows + j * rstride, 5, wx, H + (size_t)j * HL);
+    } else {
+        for (j = 0; j < nr; j++) row_pass(rows + j * rstride, rx, wx, H + (size_t)j * HL);
+    }
+    if (ry == 5) {
+        col_pass(H, 5, wy, V);
+    } else {
+        col_pass(H, ry, wy, V);
+    }
+}
+
+/* fit_border_model with the k = 11 sizes fixed (unrolled) when R = 5. */
+FACELM_INLINE int fit_border_model_r(const double *hess, double vx, double vy, int px, int py, int R,
+                                     double ox, double oy, const double *c3, double *S, double *amp)
+{
+    return R == 5 ? fit_border_model(hess, vx, vy, px, py, 5, ox, oy, c3, S, amp)
+                  : fit_border_model(hess, vx, vy, px, py, R, ox, oy, c3, S, amp);
+}
+
+/* The type-dependent readers of one keypoint's map (see the section comment above):
+ * - load_window: the first-pass window (rows outside the stencil's reach and the padding
+ *   lanes zero);
+ * - read_3x3: the raw values around the peak (float64, unscaled);
+ * - load_border_window: the second-pass window with the full kernel, pixels outside the map
+ *   reading amp * S (the fitted Gaussian), or zero when use is 0. */
+#define DEFINE_DARK_READERS(SUF, T, DEQ)                                                     \
+    FACELM_INLINE void load_window_##SUF(const T *base, ptrdiff_t sx, ptrdiff_t sy, int px,   \
+                                         int py, int32_t zp, const dark_geom *g, float *win)  \
     {                                                                                        \
-        int ax = px >= 1 && px <= w - 2, ay = py >= 1 && py <= h - 2;                        \
-        int wide_x = px >= 2 && px <= w - 3, wide_y = py >= 2 && py <= h - 3;                \
-        int rx = effective_radius(px, w, R), ry = effective_radius(py, h, R);                \
-        const float *wx = table + (size_t)rx * (R + 1), *wy = table + (size_t)ry * (R + 1);  \
-        int C = wide_x ? 2 : ax, D = wide_y ? 2 : ay;                                        \
-        int lo = 2 - C, hi = 2 + 2 * rx + C, nt = HL + 2 * rx, nr = 5 + 2 * ry, i, j;        \
+        int lo = 2 - g->C, hi = 2 + 2 * g->rx + g->C, nt = HL + 2 * g->rx, nr = 5 + 2 * g->ry; \
+        int i, j;                                                                            \
+        (void)zp;                                                                            \
+        /* all window rows first, then the passes (no store-to-load stalls) */               \
+        for (j = 0; j < nr; j++) {                                                           \
+            int dyj = j - 2 - g->ry;                                                         \
+            float *t = win + (size_t)j * WIN_STRIDE;                                         \
+            const T *p;                                                                      \
+            if (dyj < -g->D - g->ry || dyj > g->D + g->ry) {                                 \
+                for (i = 0; i < nt; i++) t[i] = 0.0f;                                        \
+                continue;                                                                    \
+            }                                                                                \
+            t[0] = t[1] = 0.0f; /* lo <= 2 */                                                \
+            p = base + (ptrdiff_t)(py + dyj) * sy + (ptrdiff_t)(px - g->C - g->rx) * sx;     \
+            if (sx == 1) {                                                                   \
+                CONVERT_ROW(T, t + lo, p, hi - lo + 1, DEQ);                                 \
+            } else {                                                                         \
+                for (i = lo; i <= hi; i++) t[i] = DEQ(p[(ptrdiff_t)(i - lo) * sx]);          \
+            }                                                                                \
+            memcpy(t + hi + 1, zeros8, sizeof zeros8); /* nt - 1 - hi <= HL - 3 */           \
+        }                                                                                    \
+    }                                                                                        \
+    FACELM_INLINE void read_3x3_##SUF(const T *base, ptrdiff_t sx, ptrdiff_t sy, int px, int py, \
+                                      int32_t zp, double *c3)                                \
+    {                                                                                        \
+        int i, j;                                                                            \
+        (void)zp;                                                                            \
+        for (j = -1; j <= 1; j++)                                                            \
+            for (i = -1; i <= 1; i++)                                                        \
+                c3[(j + 1) * 3 + i + 1] =                                                    \
+                    (double)DEQ(base[(ptrdiff_t)(py + j) * sy + (ptrdiff_t)(px + i) * sx]);  \
+    }                                                                                        \
+    FACELM_INLINE void load_border_window_##SUF(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, \
+                                                int w, int px, int py, int R, int32_t zp, int use, \
+                                                double amp, const double *S, float *win)     \
+    {                                                                                        \
+        int x0 = px - 2 - R, y0 = py - 2 - R, nr2 = 5 + 2 * R, nt2 = HL + 2 * R, i, j;       \
+        int ilo = x0 < 0 ? -x0 : 0, ihi = x0 + nr2 > w ? w - x0 : nr2; /* in the map */      \
+        (void)zp;                                                                            \
+        for (j = 0; j < nr2; j++) {                                                          \
+            float *t = win + (size_t)j * WIN_STRIDE;                                         \
+            const double *Sj = S + (size_t)j * nr2;                                          \
+            int y = y0 + j, in = y >= 0 && y < h, a0 = in ? ilo : nr2, a1 = in ? ihi : nr2;  \
+            for (i = 0; i < a0; i++) t[i] = use ? (float)(amp * Sj[i]) : 0.0f;               \
+            if (in) {                                                                        \
+                const T *p = base + (ptrdiff_t)y * sy + (ptrdiff_t)(x0 + ilo) * sx;          \
+                if (sx == 1)                                                                 \
+                    CONVERT_ROW(T, t + a0, p, a1 - a0, DEQ);                                 \
+                else                                                                         \
+                    for (i = a0; i < a1; i++) t[i] = DEQ(p[(ptrdiff_t)(i - a0) * sx]);       \
+            }                                                                                \
+            for (i = a1; i < nr2; i++) t[i] = use ? (float)(amp * Sj[i]) : 0.0f;             \
+            for (i = nr2; i < nt2; i++) t[i] = 0.0f;                                         \
+        }                                                                                    \
+    }
+
+/* One DARK refinement (rule 5): first pass with the (possibly shrunk) kernels; Newton step;
+ * for border peaks whose kernel shrank, rule 5f's second pass with the full kernel. ATTR
+ * compiles it, and every helper inlined into it, for AVX2. Interior float32 NCHW peaks read
+ * the map in place (the padding lanes may run into the next row, never past the map). */
+#define DEFINE_REFINE_DARK(NAME, ATTR, SUF, T, IS_F32)                                       \
+    ATTR static void NAME(const T *base, ptrdiff_t sx, ptrdiff_t sy, int h, int w, int px,    \
+                          int py, int R, const float *table, double scale, int32_t zp,       \
+                          double *ox, double *oy)                                            \
+    {                                                                                        \
+        const dark_geom g = dark_geometry(h, w, px, py, R, table);                           \
         float win[MAX_WIN_ROWS * WIN_STRIDE], H[MAX_WIN_ROWS * HL], V[5 * HL];               \
         double hess[3];                                                                      \
-        int stepped;                                                                         \
         const float *rows = win;                                                             \
         ptrdiff_t rstride = WIN_STRIDE;                                                      \
-        (void)zp;                                                                            \
-        if (IS_F32 && sx == 1 && C == 2 && D == 2 && (py + 2 + ry < h - 1 || px + 5 + rx < w)) { \
-            /* interior float32 NCHW: the lanes read the map in place (the padding lanes may    \
-               run into the next row, never past the map) */                                 \
-            rows = (const float *)(const void *)(base + (ptrdiff_t)(py - 2 - ry) * sy + (px - 2 - rx)); \
+        int stepped;                                                                         \
+        if (IS_F32 && sx == 1 && g.C == 2 && g.D == 2 && (py + 2 + g.ry < h - 1 || px + 5 + g.rx < w)) { \
+            rows = (const float *)(const void *)(base + (ptrdiff_t)(py - 2 - g.ry) * sy + (px - 2 - g.rx)); \
             rstride = sy;                                                                    \
         } else {                                                                             \
-            /* all window rows first, then the passes (no store-to-load stalls) */           \
-            for (j = 0; j < nr; j++) {                                                       \
-                int dyj = j - 2 - ry;                                                        \
-                float *t = win + (size_t)j * WIN_STRIDE;                                     \
-                const T *p;                                                                  \
-                if (dyj < -D - ry || dyj > D + ry) {                                         \
-                    for (i = 0; i < nt; i++) t[i] = 0.0f;                                    \
-                    continue;                                                                \
-                }                                                                            \
-                t[0] = t[1] = 0.0f; /* lo <= 2 */                                            \
-                p = base + (ptrdiff_t)(py + dyj) * sy + (ptrdiff_t)(px - C - rx) * sx;       \
-                if (sx == 1) {                                                               \
-                    CONVERT_ROW(T, t + lo, p, hi - lo + 1, DEQ);                                \
-                } else {                                                                     \
-                    for (i = lo; i <= hi; i++) t[i] = DEQ(p[(ptrdiff_t)(i - lo) * sx]);      \
-                }                                                                            \
-                memcpy(t + hi + 1, zeros8, sizeof zeros8); /* nt - 1 - hi <= HL - 3 */       \
-            }                                                                                \
+            load_window_##SUF(base, sx, sy, px, py, zp, &g, win);                            \
         }                                                                                    \
-        if (rx == 5) { /* DarkPose's k = 11, unrolled; the same operations */                \
-            for (j = 0; j < nr; j++) row_pass(rows + j * rstride, 5, wx, H + (size_t)j * HL); \
-        } else {                                                                             \
-            for (j = 0; j < nr; j++) row_pass(rows + j * rstride, rx, wx, H + (size_t)j * HL); \
-        }                                                                                    \
-        if (ry == 5) {                                                                       \
-            col_pass(H, 5, wy, V);                                                           \
-        } else {                                                                             \
-            col_pass(H, ry, wy, V);                                                          \
-        }                                                                                    \
-        stepped = newton_step(ax, ay, wide_x, wide_y, V, scale, ox, oy, hess);               \
-        if (wide_x && wide_y && (rx < R || ry < R)) {                                        \
-            /* rule 5f: the kernel had to shrink; again with the full kernel, pixels outside  \
-               the map reading the Gaussian fitted to the first pass (zeros without one) */  \
-            double c3[9], S[MODEL_N * MODEL_N], amp = 0.0, ox2, oy2;                         \
+        blur_window(rows, rstride, g.rx, g.ry, g.wx, g.wy, H, V);                            \
+        stepped = newton_step(g.ax, g.ay, g.wide_x, g.wide_y, V, scale, ox, oy, hess);       \
+        if (g.wide_x && g.wide_y && (g.rx < R || g.ry < R)) {                                \
             const float *wf = table + (size_t)R * (R + 1);                                   \
-            int x0 = px - 2 - R, y0 = py - 2 - R, nr2 = 5 + 2 * R, nt2 = HL + 2 * R;         \
-            for (j = -1; j <= 1; j++)                                                        \
-                for (i = -1; i <= 1; i++)                                                    \
-                    c3[(j + 1) * 3 + i + 1] =                                                \
-                        (double)DEQ(base[(ptrdiff_t)(py + j) * sy + (ptrdiff_t)(px + i) * sx]); \
-            double vx = kernel_variance(wx, rx), vy = kernel_variance(wy, ry);               \
-            int use = stepped && (R == 5 /* k = 11: fixed sizes, unrolled */                 \
-                                      ? fit_border_model(hess, vx, vy, px, py, 5, *ox, *oy, c3, S, &amp) \
-                                      : fit_border_model(hess, vx, vy, px, py, R, *ox, *oy, c3, S, &amp)); \
-            int ilo = x0 < 0 ? -x0 : 0, ihi = x0 + nr2 > w ? w - x0 : nr2; /* in the map */  \
-            {                                                                                \
-                for (j = 0; j < nr2; j++) {                                                  \
-                    float *t = win + (size_t)j * WIN_STRIDE;                                 \
-                    const double *Sj = S + (size_t)j * nr2;                                  \
-                    int y = y0 + j, in = y >= 0 && y < h, a0 = in ? ilo : nr2, a1 = in ? ihi : nr2; \
-                    for (i = 0; i < a0; i++) t[i] = use ? (float)(amp * Sj[i]) : 0.0f;      \
-                    if (in) {                                                                \
-                        const T *p = base + (ptrdiff_t)y * sy + (ptrdiff_t)(x0 + ilo) * sx;   \
-                        if (sx == 1)                                                         \
-                            CONVERT_ROW(T, t + a0, p, a1 - a0, DEQ);                            \
-                        else                                                                 \
-                            for (i = a0; i < a1; i++) t[i] = DEQ(p[(ptrdiff_t)(i - a0) * sx]); \
-                    }                                                                        \
-                    for (i = a1; i < nr2; i++) t[i] = use ? (float)(amp * Sj[i]) : 0.0f;     \
-                    for (i = nr2; i < nt2; i++) t[i] = 0.0f;                                 \
-                }                                                                            \
-                if (R == 5) {                                                                \
-                    for (j = 0; j < nr2; j++) row_pass(win + (size_t)j * WIN_STRIDE, 5, wf, H + (size_t)j * HL); \
-                    col_pass(H, 5, wf, V);                                                   \
-                } else {                                                                     \
-                    for (j = 0; j < nr2; j++) row_pass(win + (size_t)j * WIN_STRIDE, R, wf, H + (size_t)j * HL); \
-                    col_pass(H, R, wf, V);                                                   \
-                }                                                                            \
-                if (newton_step(ax, ay, wide_x, wide_y, V, scale, &ox2, &oy2, hess)) {       \
-                    *ox = ox2;                                                               \
-                    *oy = oy2;                                                               \
-                }                                                                            \
+            double c3[9], S[MODEL_N * MODEL_N], amp = 0.0, ox2, oy2;                         \
+            int use;                                                                         \
+            read_3x3_##SUF(base, sx, sy, px, py, zp, c3);                                    \
+            use = stepped && fit_border_model_r(hess, kernel_variance(g.wx, g.rx),           \
+                                                kernel_variance(g.wy, g.ry), px, py, R, *ox, *oy, c3, S, &amp); \
+            load_border_window_##SUF(base, sx, sy, h, w, px, py, R, zp, use, amp, S, win);   \
+            blur_window(win, WIN_STRIDE, R, R, wf, wf, H, V);                                \
+            if (newton_step(g.ax, g.ay, g.wide_x, g.wide_y, V, scale, &ox2, &oy2, hess)) {   \
+                *ox = ox2;                                                                   \
+                *oy = oy2;                                                                   \
             }                                                                                \
         }                                                                                    \
     }
@@ -463,13 +519,16 @@ static const float zeros8[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
 DEFINE_QUARTER(f32, float, DEQF_F32)
 DEFINE_QUARTER(i8, int8_t, DEQF_INT)
 DEFINE_QUARTER(u8, uint8_t, DEQF_INT)
-DEFINE_REFINE_DARK(refine_dark_f32, , float, DEQF_F32, 1)
-DEFINE_REFINE_DARK(refine_dark_i8, , int8_t, DEQF_INT, 0)
-DEFINE_REFINE_DARK(refine_dark_u8, , uint8_t, DEQF_INT, 0)
+DEFINE_DARK_READERS(f32, float, DEQF_F32)
+DEFINE_DARK_READERS(i8, int8_t, DEQF_INT)
+DEFINE_DARK_READERS(u8, uint8_t, DEQF_INT)
+DEFINE_REFINE_DARK(refine_dark_f32, , f32, float, 1)
+DEFINE_REFINE_DARK(refine_dark_i8, , i8, int8_t, 0)
+DEFINE_REFINE_DARK(refine_dark_u8, , u8, uint8_t, 0)
 #ifdef FACELM_AVX2
-DEFINE_REFINE_DARK(refine_dark_f32_avx2, FACELM_AVX2_ATTR, float, DEQF_F32, 1)
-DEFINE_REFINE_DARK(refine_dark_i8_avx2, FACELM_AVX2_ATTR, int8_t, DEQF_INT, 0)
-DEFINE_REFINE_DARK(refine_dark_u8_avx2, FACELM_AVX2_ATTR, uint8_t, DEQF_INT, 0)
+DEFINE_REFINE_DARK(refine_dark_f32_avx2, FACELM_AVX2_ATTR, f32, float, 1)
+DEFINE_REFINE_DARK(refine_dark_i8_avx2, FACELM_AVX2_ATTR, i8, int8_t, 0)
+DEFINE_REFINE_DARK(refine_dark_u8_avx2, FACELM_AVX2_ATTR, u8, uint8_t, 0)
 #endif
 
 /* ------------------------------------------------------------- peak search

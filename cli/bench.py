@@ -133,11 +133,11 @@ def drive_run(args: argparse.Namespace) -> int:
 def _summary(records: list[dict]) -> None:
     for r in records:
         lat = r.get("latency_ms") or {}
-        d = r.get("drift") or {}
+        d = r.get("drift_vs_host") or {}
         line = (f"{r['device']['serial']:<22} {r['artifact']['name']:<20} {r['status']:<6} "
                 f"mean {lat.get('mean') or float('nan'):8.2f} ms  min {lat.get('min') or float('nan'):8.2f} ms")
         if d:
-            line += f"  PSNR {d.get('psnr_db')} dB  NME drift {d.get('drift_mean'):.4f}"
+            line += f"  PSNR {d.get('psnr_db')} dB  NME drift vs host {d.get('mean'):.4f}"
         if r["status"] != "ok":
             line += f"  {r['error']}"
         print(line)

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from sdk.cli import main as cli_main
-from sdk.data import synth
-from sdk.errors import InputError
-from sdk.layouts import JD106, flip_landmarks
+from facelm.cli import main as cli_main
+from facelm.data import synth
+from facelm.errors import InputError
+from facelm.layouts import JD106, flip_landmarks
 
 CLEAN = synth.SynthConfig(p_blink=0.0, p_occlusion=0.0, p_glasses=0.0, p_blur=0.0, p_noise=0.0, p_hair_fringe=0.0)
 
@@ -67,14 +67,50 @@ def test_frontal_face_has_jd106_semantics():
     assert y[51] < y[52] < y[53] < y[54]  # nose bridge runs down to the tip
 
 
-def test_mirrored_image_matches_flip_landmarks():
-    """Mirroring the image and the landmarks (flip_landmarks) keeps ground truth consistent for five points."""
-    cfg = dataclasses.replace(CLEAN, yaw=0.0, pitch=0.0, roll=0.0)
-    img, lm = synth.sample(2, 1, cfg)
-    fl = flip_landmarks(lm, img.shape[1], JD106)
-    five, five_f = JD106.five_points(lm), JD106.five_points(fl)
-    assert five_f[0, 0] < five_f[1, 0] and five_f[3, 0] < five_f[4, 0]  # left stays left after relabelling
-    np.testing.assert_allclose(five_f[2], [img.shape[1] - 1 - five[2, 0], five[2, 1]])
+def _render_pose(p: synth.FaceParams, pose: synth.Pose, seed: int, cfg: synth.SynthConfig):
+    """Image (S, S, 3) uint8 (before lighting, blur and noise) and (106, 2) landmarks of ``p`` in ``pose``."""
+    lm, fh, unit = synth.place_face(p, pose, cfg.size)
+    return synth.draw_face(np.random.default_rng(seed), cfg, p, pose, lm, fh, unit), lm
+
+
+#: Points away from the face outline and the nose bridge (whose shading follows the light, which
+#: the twin does not mirror) and from the background (not mirrored either).
+_INTERIOR = np.r_[33:51, 56:106]
+
+
+def _patches(img: np.ndarray, pts: np.ndarray, half: int = 4) -> np.ndarray:
+    """(N, 2h+1, 2h+1, 3) float64 patches of ``img`` centred on the pixels nearest to ``pts`` (N, 2)."""
+    q = np.round(pts).astype(int)
+    return np.stack([img[y - half:y + half + 1, x - half:x + half + 1].astype(np.float64) for x, y in q])
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_mirrored_image_matches_flip_landmarks(seed):
+    """Mirror a rendered face and relabel its landmarks with flip_landmarks; compare both with the
+    face's twin rendered in the mirrored pose (yaw and roll negated, offset mirrored).
+
+    The twin's landmarks come from the face model's own left/right twin table, independent of the
+    layout, so a wrong flip pair or a wrong mirror offset (x -> W - x) fails the landmark check;
+    the mirrored pixels around the relabelled landmarks must look like the twin's.
+    """
+    cfg = dataclasses.replace(CLEAN, size=256, clutter=(0, 0))
+    p = _symmetric_params(gaze=(0.0, 0.0), mouth_open=0.12)
+    pose = synth.Pose(yaw=20.0, pitch=8.0, roll=12.0, distance=8.0, width=0.6, offset=(5.0, -3.0))
+    twin_pose = dataclasses.replace(pose, yaw=-pose.yaw, roll=-pose.roll, offset=(-5.0, -3.0))
+    img, lm = _render_pose(p, pose, seed, cfg)
+    twin_img, twin_lm = _render_pose(p, twin_pose, seed, cfg)
+    mirrored = np.ascontiguousarray(img[:, ::-1])
+    flipped = flip_landmarks(lm, cfg.size, JD106)
+
+    np.testing.assert_allclose(flipped, twin_lm, atol=1e-6)
+    assert flipped[104, 0] < flipped[105, 0] and flipped[84, 0] < flipped[90, 0]  # image-left stays left
+    # Pixels: the mirrored image around each relabelled point matches the twin around its point.
+    # Eye patches differ by a little anti-aliasing; a 1 px shift gives several times the error.
+    ref = _patches(twin_img, twin_lm[_INTERIOR])
+    diff = np.abs(_patches(mirrored, flipped[_INTERIOR]) - ref).mean(axis=(1, 2, 3))
+    shifted = np.abs(_patches(mirrored, flipped[_INTERIOR] + [1.0, 0.0]) - ref).mean(axis=(1, 2, 3))
+    assert np.median(diff) < 0.5 and diff.mean() < 2.0, (np.median(diff), diff.mean())
+    assert shifted.mean() > 2 * 2.0  # the pixel check can tell a one-pixel offset
 
 
 def _centroid(img: np.ndarray) -> np.ndarray:
@@ -101,7 +137,7 @@ def test_subpixel_drawing_primitives():
 
 
 def test_generate_aligned_maps_five_points_to_template():
-    from sdk.alignment import reference_template
+    from facelm.alignment import reference_template
 
     out = synth.generate_aligned(3, seed=4, input_size=64, size=128)
     assert out["crops"].shape == (3, 64, 64, 3) and out["landmarks"].shape == (3, 106, 2)

@@ -9,9 +9,10 @@ Skin tone, lighting, background clutter, hair, glasses, occluders, blur and nois
 The ground truth is the projected model points themselves, so it is exact for the
 model; OpenCV's anti-aliased polygon fill places drawn edges within about 0.3 px of
 it (discs within 0.05 px; see tests/test_data_synth.py). The
-image-right half of the face is the mirror of the image-left half through the
-layout's flip pairs (before asymmetric expression), so a mirrored synthetic face is
-labelled exactly as :func:`sdk.layouts.flip_landmarks` says.
+image-right half of the face is the mirror of the image-left half (before asymmetric
+expression) through the model's own twin table, written independently of the layout's flip
+pairs; tests check that a mirrored synthetic face is labelled exactly as
+:func:`facelm.layouts.flip_landmarks` says.
 
 Every face is a pure function of ``(seed, index, config)``: ``render_face`` draws from
 ``numpy.random.default_rng([seed, index])``, so a data set is deterministic and any
@@ -32,18 +33,35 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sdk.errors import InputError
-from sdk.layouts import JD106
+from facelm.errors import InputError
+from facelm.layouts import JD106
 
 K = JD106.num_points
 _SHIFT = 4  # OpenCV fractional bits: coordinates are drawn at 1/16 px.
 _ONE = float(1 << _SHIFT)
 
-_PERM = JD106.flip_permutation
-# Points the model defines on the image-left half; the image-right half is their mirror.
-_DEFINED = np.array(list(range(0, 17)) + list(range(33, 42)) + list(range(51, 61)) + list(range(66, 75))
-                    + [84, 85, 86, 87, 93, 94, 95, 96, 97, 98, 102, 103], dtype=np.int64)
-_LEFT = _DEFINED[_PERM[_DEFINED] != _DEFINED]
+
+def _twins(first: int, last: int, mirror_sum: int) -> list[tuple[int, int]]:
+    """Image-left points ``first..last`` and their image-right twins ``mirror_sum - i``."""
+    return [(i, mirror_sum - i) for i in range(first, last + 1)]
+
+
+# The face model's own image-left -> image-right twin table, written from the JD-106 drawing
+# order: the contour and both brows run left to right across the image, the left eye starts at
+# its outer corner and the right eye at its inner corner, the lips run clockwise from the left
+# corner. The model defines the image-left half (and the points on the axis: chin 16, nose
+# 51..54 and 60, lip centres 87, 93, 98, 102) and mirrors it through this table. It is
+# deliberately not derived from ``JD106.flip_pairs``: tests render faces from it to check the
+# layout's pairs (tests/test_layouts.py), which a copy of the pairs could not do.
+_MIRROR_TWINS = np.array(
+    _twins(0, 15, 32)  # contour
+    + _twins(33, 37, 79) + _twins(38, 41, 88)  # upper and lower brow edges
+    + _twins(55, 59, 120)  # lower nose
+    + _twins(66, 70, 145) + _twins(71, 73, 153) + [(74, 83)]  # eye corners and lids, pupil
+    + _twins(84, 86, 174) + _twins(94, 95, 186)  # outer lips
+    + _twins(96, 97, 196) + [(103, 101)],  # inner lips
+    dtype=np.int64)
+_LEFT, _RIGHT = _MIRROR_TWINS[:, 0], _MIRROR_TWINS[:, 1]
 
 
 @dataclass(frozen=True)
@@ -219,7 +237,7 @@ def face_points_3d(p: FaceParams) -> np.ndarray:
     P[84:104, 2] = 0.50 + 0.30 * (1.0 - (P[84:104, 0] / (mw * 1.4)) ** 2)
 
     # Mirror the image-left half onto the image-right half.
-    right = _PERM[_LEFT]
+    right = _RIGHT
     P[right] = P[_LEFT] * np.array([-1.0, 1.0, 1.0])
     # A little identity asymmetry: the image-right side sits slightly higher or lower.
     P[right, 1] += p.asym * 0.3
@@ -354,70 +372,110 @@ def _skin(rng: np.random.Generator) -> np.ndarray:
     return (dark + (light - dark) * t) * rng.uniform(0.92, 1.08, 3)
 
 
-def render_face(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Render one synthetic face.
+@dataclass(frozen=True)
+class Pose:
+    """Head pose and placement of one face.
+
+    Attributes:
+        yaw, pitch, roll: head angles in degrees (:func:`rotation_matrix`).
+        distance: camera distance in face units (:func:`project`).
+        width: the face's extent as a fraction of the image side (``SynthConfig.face_width``).
+        offset: (2,) offset of the face centre from the image centre, in pixels (x, y).
+    """
+
+    yaw: float
+    pitch: float
+    roll: float
+    distance: float
+    width: float
+    offset: tuple[float, float]
+
+
+def sample_pose(rng: np.random.Generator, cfg: SynthConfig) -> Pose:
+    """Draw the head angles (clipped normals of std max/2), camera distance, size and offset."""
+    ang = [float(np.clip(rng.normal(0.0, m / 2.0), -m, m)) for m in (cfg.yaw, cfg.pitch, cfg.roll)]
+    dist = float(rng.uniform(5.0, 12.0))
+    width = float(rng.uniform(*cfg.face_width))
+    off = rng.uniform(-cfg.center_jitter, cfg.center_jitter, 2) * cfg.size
+    return Pose(*ang, distance=dist, width=width, offset=(float(off[0]), float(off[1])))
+
+
+def place_face(p: FaceParams, pose: Pose, size: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Rotate, project and place the face model in a ``size`` x ``size`` image.
+
+    The contour's width (or, when rolled, the landmarks' largest extent) spans ``pose.width *
+    size``; the landmarks' box centre sits at the image centre plus ``pose.offset``; then the face
+    is shifted so that every landmark keeps a 2 px margin.
 
     Returns:
-        ``(image, landmarks)``: (size, size, 3) uint8 RGB and (106, 2) float64 pixel coordinates
-        (pixel centres at integers).
+        ``(landmarks, forehead, unit)``: (106, 2) and (9, 2) float64 pixel coordinates (pixel
+        centres at integers) and the scale in pixels per face unit.
     """
-    s = cfg.size
-    p = sample_params(rng, cfg)
-    P3 = face_points_3d(p)
-    F3 = forehead_points_3d(p)
-    ang = [float(np.clip(rng.normal(0.0, m / 2.0), -m, m)) for m in (cfg.yaw, cfg.pitch, cfg.roll)]
-    rot = rotation_matrix(*ang)
-    dist = rng.uniform(5.0, 12.0)
-    proj = project(np.concatenate([P3, F3]), rot, dist)
-    # Scale and place: the contour's width spans face_width * size, its centre near the image centre.
-    width = np.ptp(proj[:33, 0]) if abs(ang[2]) < 1e-9 else np.ptp(proj[:K, 0])
+    proj = project(np.concatenate([face_points_3d(p), forehead_points_3d(p)]),
+                   rotation_matrix(pose.yaw, pose.pitch, pose.roll), pose.distance)
+    width = np.ptp(proj[:33, 0]) if abs(pose.roll) < 1e-9 else np.ptp(proj[:K, 0])
     span = np.ptp(proj[:K], axis=0)
-    scale = rng.uniform(*cfg.face_width) * s / max(span.max(), width, 1e-6)
+    scale = pose.width * size / max(span.max(), width, 1e-6)
     centre = 0.5 * (proj[:K].min(axis=0) + proj[:K].max(axis=0))
-    off = rng.uniform(-cfg.center_jitter, cfg.center_jitter, 2) * s
-    pts = (proj - centre) * scale + (s - 1) / 2.0 + off
-    # Keep every landmark inside the image with a 2 px margin.
+    pts = (proj - centre) * scale + (size - 1) / 2.0 + np.asarray(pose.offset)
     lo, hi = pts[:K].min(axis=0), pts[:K].max(axis=0)
-    pts += np.clip(2.0 - lo, 0.0, None) - np.clip(hi - (s - 3.0), 0.0, None)
-    lm, fh = pts[:K], pts[K:]
-    unit = scale  # pixels per face unit
+    pts += np.clip(2.0 - lo, 0.0, None) - np.clip(hi - (size - 3.0), 0.0, None)
+    return pts[:K], pts[K:], float(scale)
 
-    img = _background(rng, cfg)
-    skin = _skin(rng)
-    hair = _col(rng.uniform(10, 120, 3) * rng.uniform(0.3, 1.6))
-    # Clothes and neck.
+
+@dataclass(frozen=True)
+class _Sketch:
+    """What the drawing layers share: landmarks (106, 2) and forehead (9, 2) in pixels, pixels per
+    face unit, head roll (degrees), the face parameters, skin and hair colours (RGB 0..255)."""
+
+    lm: np.ndarray
+    fh: np.ndarray
+    unit: float
+    roll: float
+    params: FaceParams
+    skin: np.ndarray
+    hair: tuple[int, int, int]
+
+
+def _draw_head(img: np.ndarray, rng: np.random.Generator, f: _Sketch) -> float:
+    """Clothes, neck, hair behind the head, ears, the face's skin and jaw shading.
+
+    Returns:
+        the light direction in [-1, 1] (sign: which jaw side is shaded), reused by the nose layer.
+    """
+    lm, fh, unit, skin = f.lm, f.fh, f.unit, f.skin
     chin = lm[16]
     neck_w = 0.45 * unit
     cloth = _col(rng.integers(0, 256, 3))
-    _ellipse(img, chin + np.array([0.0, 1.3 * unit]), (1.6 * unit, 0.9 * unit), ang[2] * 0.5, cloth)
+    _ellipse(img, chin + np.array([0.0, 1.3 * unit]), (1.6 * unit, 0.9 * unit), f.roll * 0.5, cloth)
     neck = np.array([lm[8] + [neck_w * 0.2, 0], lm[24] - [neck_w * 0.2, 0],
                      lm[24] + [0.1 * unit, 1.2 * unit], lm[8] + [-0.1 * unit, 1.2 * unit]])
     _poly(img, neck, _col(skin * 0.75))
-    # Hair behind the head, ears.
     head_c = 0.5 * (fh[len(fh) // 2] + chin)
     if rng.random() < 0.85:
         hair_poly = np.concatenate([fh, lm[[0, 32]][::-1]])
         grow = rng.uniform(1.05, 1.25)
         hp = (hair_poly - head_c) * grow + head_c
-        _poly(img, np.concatenate([hp, lm[[2, 30]] + (lm[[2, 30]] - head_c) * (grow - 1.0)]), hair)
+        _poly(img, np.concatenate([hp, lm[[2, 30]] + (lm[[2, 30]] - head_c) * (grow - 1.0)]), f.hair)
     for a in (1, 31):
         d = lm[a] - head_c
         _ellipse(img, lm[a] + d * 0.06, (0.12 * unit, 0.22 * unit),
                  math.degrees(math.atan2(d[1], d[0])) + 90, _col(skin * 0.85))
-    # Face.
-    face_poly = np.concatenate([lm[0:33], fh])
-    _poly(img, face_poly, _col(skin))
+    _poly(img, np.concatenate([lm[0:33], fh]), _col(skin))
     # Side shading from the light direction: a darker band along one jaw side.
     light = rng.uniform(-1.0, 1.0)
     side = lm[0:17] if light > 0 else lm[16:33]
-    shade = _col(skin * (1.0 - 0.25 * abs(light)))
-    _line(img, side, shade, max(1, int(0.15 * unit * abs(light))))
+    _line(img, side, _col(skin * (1.0 - 0.25 * abs(light))), max(1, int(0.15 * unit * abs(light))))
     _line(img, lm[0:33], _col(skin * 0.7), 1)
-    # Brows.
-    brow_col = _col(np.asarray(hair) * rng.uniform(0.6, 1.1))
+    return light
+
+
+def _draw_brows_and_eyes(img: np.ndarray, rng: np.random.Generator, f: _Sketch) -> None:
+    """Brows, then per eye: sclera, iris and pupil clipped by the lids, lid lines."""
+    lm, unit, s = f.lm, f.unit, img.shape[0]
+    brow_col = _col(np.asarray(f.hair) * rng.uniform(0.6, 1.1))
     for upper, lower in (([33, 34, 35, 36, 37], [38, 39, 40, 41]), ([42, 43, 44, 45, 46], [47, 48, 49, 50])):
         _poly(img, lm[upper + lower], brow_col)
-    # Eyes: sclera, iris clipped by the lids, lid lines.
     iris_col = _col(rng.uniform(20, 140, 3))
     for ring, pupil in (([66, 67, 68, 69, 70, 71, 72, 73], 74), ([75, 76, 77, 78, 79, 80, 81, 82], 83)):
         eye = lm[ring]
@@ -437,48 +495,82 @@ def render_face(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray,
         _ellipse(layer, lm[pupil] - off_, (r_iris * 0.45, r_iris * 0.45), 0, (10, 10, 10))
         a = (mask.astype(np.float32) / 255.0)[..., None]
         roi[...] = (layer * a + roi * (1.0 - a)).astype(np.uint8)
-        _line(img, lm[ring[:5]], _col(np.asarray(hair) * 0.5), max(1, int(0.025 * unit)))
-        _line(img, lm[ring[4:] + ring[:1]], _col(skin * 0.6), 1)
-    # Nose: bridge shading, lower-nose curve, nostrils.
+        _line(img, lm[ring[:5]], _col(np.asarray(f.hair) * 0.5), max(1, int(0.025 * unit)))
+        _line(img, lm[ring[4:] + ring[:1]], _col(f.skin * 0.6), 1)
+
+
+def _draw_nose_and_mouth(img: np.ndarray, rng: np.random.Generator, f: _Sketch, light: float) -> None:
+    """Nose bridge shading (on the lit side), lower-nose curve, nostrils; mouth interior, teeth, lips."""
+    lm, unit, skin = f.lm, f.unit, f.skin
     _line(img, lm[51:55] + np.array([0.04 * unit * np.sign(light), 0.0]), _col(skin * 0.85), max(1, int(0.04 * unit)))
     _line(img, lm[55:66], _col(skin * 0.55), max(1, int(0.025 * unit)))
     for a, b in ((57, 59), (61, 63)):
         c = 0.5 * (lm[a] + lm[b]) + np.array([0.0, -0.01 * unit])
         _ellipse(img, c, (0.045 * unit, 0.022 * unit), 0, _col(skin * 0.35))
-    # Mouth: interior, teeth, lips.
     lip = _col(skin * np.array([1.0, 0.62, 0.62]) * rng.uniform(0.7, 1.0))
-    inner = lm[96:104]
-    _poly(img, inner, (60, 15, 20))
-    if p.mouth_open > 0.05 and rng.random() < 0.6:
+    _poly(img, lm[96:104], (60, 15, 20))
+    if f.params.mouth_open > 0.05 and rng.random() < 0.6:
         teeth = np.concatenate([lm[96:101], (lm[[100, 99, 98, 97, 96]] * 0.6 + lm[[101, 101, 102, 103, 103]] * 0.4)])
         _poly(img, teeth, (235, 230, 220))
     _poly(img, lm[[84, 85, 86, 87, 88, 89, 90, 100, 99, 98, 97, 96]], lip)
     _poly(img, lm[[90, 91, 92, 93, 94, 95, 84, 96, 103, 102, 101, 100]], _col(np.asarray(lip) * 1.08))
     _line(img, lm[[96, 97, 98, 99, 100]], _col(np.asarray(lip) * 0.5), 1)
-    # Hair fringe over the forehead (may cover the brows).
+
+
+def _draw_covers(img: np.ndarray, rng: np.random.Generator, f: _Sketch, cfg: SynthConfig) -> None:
+    """What may hide landmarks (which stay labelled): hair fringe, glasses, an occluder."""
+    lm, fh, unit = f.lm, f.fh, f.unit
     if rng.random() < cfg.p_hair_fringe:
         k = rng.uniform(0.0, 0.45)
         low = fh * (1 - k) + lm[[42, 43, 44, 45, 46, 46, 33, 34, 35]][: len(fh)] * k
-        _poly(img, np.concatenate([fh, low[::-1]]), hair)
-    # Glasses.
+        _poly(img, np.concatenate([fh, low[::-1]]), f.hair)
     if rng.random() < cfg.p_glasses:
         frame = _col(rng.integers(0, 120, 3))
         dark = rng.random() < 0.3
         for ring in ([66, 67, 68, 69, 70, 71, 72, 73], [75, 76, 77, 78, 79, 80, 81, 82]):
             c = lm[ring].mean(axis=0)
             ax = (0.26 * unit, 0.18 * unit)
-            _ellipse(img, c, ax, ang[2], (25, 25, 30) if dark else frame, -1 if dark else max(1, int(0.03 * unit)))
+            _ellipse(img, c, ax, f.roll, (25, 25, 30) if dark else frame, -1 if dark else max(1, int(0.03 * unit)))
         _line(img, lm[[70, 75]], frame, max(1, int(0.03 * unit)))
-    # Occluder over part of the face.
     if rng.random() < cfg.p_occlusion:
         c = lm[int(rng.integers(0, K))]
-        col = _col(skin * 0.95) if rng.random() < 0.3 else _col(rng.integers(0, 256, 3))
+        col = _col(f.skin * 0.95) if rng.random() < 0.3 else _col(rng.integers(0, 256, 3))
         if rng.random() < 0.5:
             _ellipse(img, c, rng.uniform(0.15, 0.45, 2) * unit, rng.uniform(0, 180), col)
         else:
             hw = rng.uniform(0.15, 0.5, 2) * unit
             _poly(img, np.array([c - hw, c + [hw[0], -hw[1]], c + hw, c + [-hw[0], hw[1]]]), col)
-    # Lighting: a smooth multiplicative field over the whole image times an overall colour cast.
+
+
+def draw_face(rng: np.random.Generator, cfg: SynthConfig, p: FaceParams, pose: Pose,
+              lm: np.ndarray, fh: np.ndarray, unit: float) -> np.ndarray:
+    """Draw the background and the face layers (head, brows and eyes, nose and mouth, covers).
+
+    Args:
+        lm, fh, unit: from :func:`place_face`.
+    Returns:
+        (size, size, 3) uint8 RGB before lighting, blur and noise (:func:`degrade`).
+    """
+    img = _background(rng, cfg)
+    skin = _skin(rng)
+    hair = _col(rng.uniform(10, 120, 3) * rng.uniform(0.3, 1.6))
+    sketch = _Sketch(lm, fh, unit, pose.roll, p, skin, hair)
+    light = _draw_head(img, rng, sketch)
+    _draw_brows_and_eyes(img, rng, sketch)
+    _draw_nose_and_mouth(img, rng, sketch, light)
+    _draw_covers(img, rng, sketch, cfg)
+    return img
+
+
+def degrade(rng: np.random.Generator, cfg: SynthConfig, img: np.ndarray) -> np.ndarray:
+    """Lighting (a smooth multiplicative field times a colour cast), then maybe blur and noise.
+
+    Args:
+        img: (S, S, 3) uint8 RGB.
+    Returns:
+        (S, S, 3) uint8 RGB (a new array).
+    """
+    s = img.shape[0]
     light_small = (rng.uniform(0.55, 1.25, (2, 2, 1)) * rng.uniform(0.85, 1.15, 3)).astype(np.float32)
     field = cv2.resize(light_small, (s, s), interpolation=cv2.INTER_LINEAR)
     imgf = cv2.multiply(img, field, dtype=cv2.CV_32F)
@@ -489,8 +581,22 @@ def render_face(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray,
         oy, ox = rng.integers(0, s, 2)
         sigma = rng.uniform(1.0, cfg.max_noise_sigma)
         imgf = cv2.scaleAdd(bank[oy:oy + s, ox:ox + s], float(sigma), imgf)
-    out = cv2.add(imgf, 0.0, dtype=cv2.CV_8U)  # saturating round to uint8
-    return out, lm.copy()
+    return cv2.add(imgf, 0.0, dtype=cv2.CV_8U)  # saturating round to uint8
+
+
+def render_face(rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Render one synthetic face: :func:`sample_params`, :func:`sample_pose`, :func:`place_face`,
+    :func:`draw_face`, :func:`degrade`, all drawing from ``rng`` in that order.
+
+    Returns:
+        ``(image, landmarks)``: (size, size, 3) uint8 RGB and (106, 2) float64 pixel coordinates
+        (pixel centres at integers).
+    """
+    p = sample_params(rng, cfg)
+    pose = sample_pose(rng, cfg)
+    lm, fh, unit = place_face(p, pose, cfg.size)
+    img = draw_face(rng, cfg, p, pose, lm, fh, unit)
+    return degrade(rng, cfg, img), lm.copy()
 
 
 def sample(seed: int, index: int, cfg: SynthConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -529,15 +635,15 @@ def generate_aligned(
     """Synthetic faces aligned to the reference template, for calibration and evaluation sets.
 
     Alignment uses the five points derived from the ground truth (``JD106.five_points``) and
-    :func:`sdk.preprocess.align_face`, exactly as training and the runtime do.
+    :func:`facelm.preprocess.align_face`, exactly as training and the runtime do.
 
     Returns:
         dict with ``crops`` (N, input_size, input_size, 3) uint8 RGB, ``landmarks`` (N, 106, 2)
         float32 in crop pixels, ``images`` (N, size, size, 3) uint8 originals, ``landmarks_image``
         (N, 106, 2) float32 in original pixels, ``transforms`` (N, 2, 3) float64 image -> crop.
     """
-    from sdk.alignment import transform_points
-    from sdk.preprocess import align_face
+    from facelm.alignment import transform_points
+    from facelm.preprocess import align_face
 
     images, lms = generate(count, seed, size, cfg)
     crops = np.empty((count, input_size, input_size, 3), np.uint8)
@@ -623,7 +729,7 @@ def write_jd_folder(
             for job in jobs:
                 bar.update(_write_range(job))
         bar.close()
-        meta = {"generator": "sdk.data.synth", "layout": JD106.name, "count": int(count), "seed": int(seed),
+        meta = {"generator": "facelm.data.synth", "layout": JD106.name, "count": int(count), "seed": int(seed),
                 "config": cfg.to_dict(), "note": "synthetic faces with exact 106-point ground truth"}
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if out.exists():

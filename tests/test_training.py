@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from sdk.cli import main as cli_main
-from sdk.data import synth
-from sdk.errors import ConfigError
-from sdk.model import build_model, load_checkpoint, load_config
-from sdk.training import TrainConfig, load_train_config
-from sdk.training.trainer import DistInfo, epoch_batches, heatmap_loss, split_records, train
+from facelm.cli import main as cli_main
+from facelm.codec import DecodeConfig
+from facelm.data import synth
+from facelm.errors import ConfigError
+from facelm.model import build_model, load_checkpoint, load_config
+from facelm.training import TrainConfig, load_train_config
+from facelm.training.trainer import DistInfo, epoch_batches, heatmap_loss, split_records, train
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,21 @@ def test_config_errors(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_train_config(bad)
+
+
+def test_decode_config_round_trips_and_reads_the_older_decode_method():
+    cfg = TrainConfig.from_dict({"decode": {"method": "quarter", "blur_kernel": 7}})
+    assert cfg.decode == DecodeConfig(method="quarter", blur_kernel=7)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert TrainConfig().decode == DecodeConfig()
+    # Configs and checkpoints written before ``decode`` existed.
+    assert TrainConfig.from_dict({"decode_method": "argmax"}).decode == DecodeConfig(method="argmax")
+    with pytest.raises(ConfigError, match="decode method"):
+        TrainConfig.from_dict({"decode": {"method": "soft"}})
+    with pytest.raises(ConfigError, match="not both"):
+        TrainConfig.from_dict({"decode": {"method": "dark"}, "decode_method": "dark"})
+    with pytest.raises(ConfigError, match="decode must be a mapping"):
+        TrainConfig.from_dict({"decode": "dark"})
 
 
 def test_heatmap_loss_ignores_zero_weight_keypoints():
@@ -137,7 +153,7 @@ def test_ddp_two_cpu_processes_on_gloo(faces, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "sdk.cli", "train", "tiny", "--data", str(faces), "--epochs", "1", "--out", str(out),
+           "-m", "facelm.cli", "train", "tiny", "--data", str(faces), "--epochs", "1", "--out", str(out),
            "--batch-size", "8", "--workers", "0", "--device", "cpu", "--threads", "1", "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stderr[-3000:]

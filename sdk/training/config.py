@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 
-from sdk.data.augment import AugmentConfig
-from sdk.errors import ConfigError
+from facelm.codec import DecodeConfig
+from facelm.data.augment import AugmentConfig
+from facelm.errors import ConfigError
 
-RECIPES_PACKAGE = "sdk.training"
+RECIPES_PACKAGE = "facelm.training"
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,15 @@ class TrainConfig:
     """One training run.
 
     Attributes:
-        model: zoo config name (``sdk.model.load_config``) or a model YAML path.
+        model: zoo config name (``facelm.model.load_config``) or a model YAML path.
         epochs: number of epochs.
         batch_size: images per optimiser step (over all processes with DDP).
         lr: Adam learning rate.
         lr_milestones: fractions of ``epochs`` at which the rate is multiplied by ``lr_gamma``.
         lr_gamma: the factor.
         weight_decay: Adam weight decay.
-        sigma: target Gaussian sigma in heatmap pixels (``sdk.codec.EncodeConfig``).
-        augment: augmentation switches (``sdk.data.augment.AugmentConfig``).
+        sigma: target Gaussian sigma in heatmap pixels (``facelm.codec.EncodeConfig``).
+        augment: augmentation switches (``facelm.data.augment.AugmentConfig``).
         val_fraction: share of the data held out for per-epoch evaluation when no ``val_data``.
         val_data: separate evaluation data set (same formats as the training data), or None.
         val_limit: evaluate on at most this many held-out faces (0 = all).
@@ -46,7 +47,9 @@ class TrainConfig:
         workers: DataLoader worker processes.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``.
         seed: seed of initialisation, shuffling, augmentation and the validation split.
-        decode_method: heatmap decoding for evaluation (``sdk.codec.decode``).
+        decode: heatmap decoding for evaluation (``facelm.codec.DecodeConfig``; YAML: a mapping such
+            as ``{method: dark, blur_kernel: 11}``; the older ``decode_method: NAME`` is read as
+            ``DecodeConfig(method=NAME)``).
         threads: torch CPU threads per process (0 = torch's default).
     """
 
@@ -68,7 +71,7 @@ class TrainConfig:
     workers: int = 2
     device: str = "auto"
     seed: int = 0
-    decode_method: str = "dark"
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -90,6 +93,8 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if not isinstance(self.augment, AugmentConfig):
             raise ConfigError("augment must be an AugmentConfig")
+        if not isinstance(self.decode, DecodeConfig):
+            raise ConfigError("decode must be a DecodeConfig")
 
     def milestone_epochs(self) -> list[int]:
         """Epoch indices (0-based) from which each decay applies: 40 epochs -> [20, 30]."""
@@ -106,6 +111,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["augment"] = self.augment.to_dict()
+        d["decode"] = self.decode.to_dict()
         d["lr_milestones"] = [float(m) for m in self.lr_milestones]
         return d
 
@@ -114,14 +120,22 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError("a training config must be a YAML mapping")
         names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
+        d = dict(data)
+        if "decode_method" in d:  # configs and checkpoints written before ``decode``
+            if "decode" in d:
+                raise ConfigError("give either decode or the older decode_method, not both")
+            d["decode"] = {"method": d.pop("decode_method")}
+        unknown = set(d) - names
         if unknown:
             raise ConfigError(f"unknown training options {sorted(unknown)}; known: {sorted(names)}")
-        d = dict(data)
         if "augment" in d:
             d["augment"] = AugmentConfig.from_dict(d["augment"])
         if "lr_milestones" in d:
             d["lr_milestones"] = tuple(float(m) for m in d["lr_milestones"])
+        if "decode" in d:
+            if not isinstance(d["decode"], dict):
+                raise ConfigError(f"decode must be a mapping such as {{method: dark}}, got {d['decode']!r}")
+            d["decode"] = DecodeConfig.from_dict(d["decode"])
         try:
             return cls(**d)
         except TypeError as exc:
@@ -154,6 +168,6 @@ def load_train_config(name_or_path: str | os.PathLike) -> TrainConfig:
 
 def save_train_config(cfg: TrainConfig, path: str | os.PathLike) -> Path:
     """Write ``cfg`` as YAML atomically."""
-    from sdk.fileio import atomic_write_text
+    from facelm.fileio import atomic_write_text
 
     return atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

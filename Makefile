@@ -4,8 +4,12 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.facelm-installed
+# The C twin of the DARK decoder: rebuilt whenever a source or header changes (e.g. after
+# `git pull`), so `make test` never tests a stale _cdark.
+CSRC   := $(wildcard sdk/codec/csrc/*.c sdk/codec/csrc/*.h)
+CEXT   := $(VENV)/.facelm-cext
 
-.PHONY: test demo venv clean
+.PHONY: test demo venv clean arm64
 
 $(STAMP): pyproject.toml setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (facelm needs Python 3.11)"; exit 2; }
@@ -14,14 +18,27 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install -e ".[all]"
 	touch $(STAMP)
 
-venv: $(STAMP)
+# setuptools does not track the header, and skips an extension that is newer than its .c
+# files, so the old module is removed first; the editable reinstall then rebuilds it in place.
+$(CEXT): $(STAMP) $(CSRC)
+	rm -f sdk/codec/_cdark.*.so
+	$(PY) -m pip install -e . --no-deps --no-build-isolation -q
+	touch $(CEXT)
 
-test: $(STAMP)
+venv: $(CEXT)
+
+test: $(CEXT)
 	$(PY) -m pytest -q
 
 # Convert the shipped demo checkpoint into ./artifacts/ (see README, "Conversion").
-demo: $(STAMP)
+demo: $(CEXT)
 	$(VENV)/bin/facelm convert
+
+# The aarch64 runtime (python, numpy, LiteRT, TVM) that runs artifacts and the C codec under
+# qemu-user: ~/.cache/facelm/arm64, or $$FACELM_ARM64_ROOT. Cached; minutes once. Needs the apt
+# packages qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu (see .ci/run).
+arm64: $(STAMP)
+	$(PY) -m facelm.arm64 setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info artifacts

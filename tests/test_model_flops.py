@@ -1,12 +1,14 @@
 """FLOPs/size in the paper's units, and the paper-vs-ours table."""
+import copy
 import json
 
 import pytest
 from torch import nn
 
-from sdk.cli import main
-from sdk.model import build_model, count_complexity, load_config, measure
-from sdk.model.paper import PAPER_ROWS, comparison_table
+from facelm.cli import main
+from facelm.model import build_model, count_complexity, load_config, measure
+from facelm.model import paper
+from facelm.model.paper import PAPER_ROWS, comparison_table
 
 # Two figures no consistent reading reproduces (documented in docs/model_zoo.md).
 KNOWN_PAPER_ERRATA = {("3", "DDSS", "size_mb"), ("6", "SDD", "gflops", "ResNet18")}
@@ -64,7 +66,16 @@ def test_tiny_is_tiny():
 
 @pytest.fixture(scope="module")
 def table():
+    """The table, measured once per module: measuring the 15 paper configs takes tens of seconds."""
     return comparison_table()
+
+
+@pytest.fixture
+def cli_table(table, monkeypatch):
+    """The CLI prints the module's table instead of measuring it again (test_table_* and
+    test_every_row_* check its figures); returns what the CLI will print."""
+    monkeypatch.setattr(paper, "comparison_table", lambda: copy.deepcopy(table))
+    return table
 
 
 def test_table_has_every_paper_row(table):
@@ -113,13 +124,14 @@ def test_paper_rows_point_at_zoo_configs():
         assert cfg.input_size == 192
 
 
-def test_cli_table_json(capsys):
+def test_cli_table_json(capsys, cli_table):
     assert main(["model", "table", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 20 and rows[0]["table"] == "2"
+    assert rows == cli_table
 
 
-def test_cli_table_text(capsys):
+def test_cli_table_text(capsys, cli_table):
     assert main(["model", "table"]) == 0
     out = capsys.readouterr().out
     assert "ResNet50" in out and "DDSS" in out and "2^20" in out

@@ -40,11 +40,12 @@ class Target:
     target: dict | None = None
     inputs: tuple = ()
     outputs: tuple = ()
+    platform: str = "any"
 
     @property
     def android(self) -> bool:
-        """A TVM library built for Android (cannot load on the host)."""
-        return "android" in str(self.target or "")
+        """Built for Android (a TVM library that cannot load on the host); from the catalogue's platform."""
+        return self.platform == "android-arm64"
 
 
 def _from_entry(folder: Path, a) -> Target:
@@ -52,7 +53,7 @@ def _from_entry(folder: Path, a) -> Target:
 
     io = (tuple(tensor_specs(a.input)), tuple(tensor_specs(a.output))) if a.format == "tvm_so" else ((), ())
     return Target(a.name, (folder / a.file).resolve(), a.sha256, a.bytes, folder.resolve(), a.name, a.format,
-                  a.target, *io)
+                  a.target, *io, platform=a.platform)
 
 
 def resolve_targets(path: Path, artifacts: list[str] | None = None,

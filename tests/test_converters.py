@@ -365,7 +365,7 @@ def test_tvm_tuning_small_budget_matches_torch(tiny_ckpt, tmp_path):
     """MetaSchedule with a tiny budget: records are saved, applied, and the result is still exact.
 
     Guards the builder fix (persistent workers, no per-round tensor-intrinsic import) and the
-    FACTS.md trap of tuned kernels computing wrong answers.
+    trap (docs/toolchain.md) of tuned kernels computing wrong answers.
     """
     import torch
 

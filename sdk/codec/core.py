@@ -79,6 +79,10 @@ def backend() -> str:
 
 
 _QUANT_RANGES = {"b": (-128, 127), "B": (0, 255)}  # dtype.char of int8 / uint8
+#: Accepted ``scale`` of int8/uint8 heatmaps: ``scale * (q - zero_point)`` with |q - zero_point| <= 255
+#: stays a normal, finite float32 (float32 spans about 1.2e-38 .. 3.4e38). Real TFLite output scales
+#: are near 1/255; a scale outside this range (1e308, 1e-320) is a broken model or manifest.
+SCALE_RANGE = (1e-30, 1e30)
 
 
 def _check_heatmaps(heatmaps: Any, nhwc: bool, scale, zero_point) -> tuple[np.ndarray, float | None, int | None]:
@@ -99,14 +103,43 @@ def _check_fast(heatmaps: Any, scale, zero_point):
     if s[1] * s[2] * s[3] >= 2**31:
         return None
     char = heatmaps.dtype.char
-    if char == "f":
-        return (heatmaps, None, None) if scale is None and zero_point is None else None
+    if char == "f":  # the C twin reads native byte order only; the full check converts the rest
+        return (heatmaps, None, None) if scale is None and zero_point is None and heatmaps.dtype.isnative else None
     rng = _QUANT_RANGES.get(char)
     if rng is None or type(zero_point) is not int or type(scale) not in (float, int):
         return None
-    if not (math.isfinite(scale) and scale > 0 and rng[0] <= zero_point <= rng[1]):
+    # exact comparisons (no float() of a huge int); NaN fails them and goes to the full check
+    if not (SCALE_RANGE[0] <= scale <= SCALE_RANGE[1] and rng[0] <= zero_point <= rng[1]):
         return None
     return heatmaps, float(scale), zero_point
+
+
+def _check_scale(scale: Any) -> float:
+    """A real number in :data:`SCALE_RANGE`, or InputError naming ``scale``."""
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise InputError(f"scale must be a number, got {type(scale).__name__} {_short(scale)}")
+    if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:  # also False for NaN; exact for huge ints
+        raise InputError(f"scale must be a finite number in [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}] "
+                         f"(int8/uint8 output quantization), got {_short(scale)}")
+    return float(scale)
+
+
+def _check_zero_point(zero_point: Any, lo: int, hi: int, kind: Any) -> int:
+    """An integer in [lo, hi] (an integral float is accepted), or InputError naming ``zero_point``."""
+    if isinstance(zero_point, (bool, np.bool_)) or not isinstance(
+            zero_point, (int, float, np.integer, np.floating)):
+        raise InputError(f"zero_point must be an integer, got {type(zero_point).__name__} {_short(zero_point)}")
+    if isinstance(zero_point, (float, np.floating)) and not (math.isfinite(zero_point)
+                                                             and float(zero_point).is_integer()):
+        raise InputError(f"zero_point must be an integer, got {_short(zero_point)}")
+    if not lo <= zero_point <= hi:
+        raise InputError(f"zero_point {_short(zero_point)} outside the {kind} range [{lo}, {hi}]")
+    return int(zero_point)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_full(heatmaps: Any, nhwc: bool, scale, zero_point) -> tuple[np.ndarray, float | None, int | None]:
@@ -127,18 +160,9 @@ def _check_full(heatmaps: Any, nhwc: bool, scale, zero_point) -> tuple[np.ndarra
     if kind in (np.int8, np.uint8):
         if scale is None or zero_point is None:
             raise InputError(f"{kind} heatmaps need scale and zero_point (TFLite output quantization)")
-        try:
-            scale = float(scale)
-        except (TypeError, ValueError):
-            raise InputError(f"scale must be a number, got {scale!r}") from None
-        if not (np.isfinite(scale) and scale > 0):
-            raise InputError(f"scale must be finite and > 0, got {scale}")
-        if isinstance(zero_point, (bool, np.bool_)) or float(zero_point) != int(zero_point):
-            raise InputError(f"zero_point must be an integer, got {zero_point!r}")
-        zero_point = int(zero_point)
-        lo, hi = (-128, 127) if kind == np.int8 else (0, 255)
-        if not lo <= zero_point <= hi:
-            raise InputError(f"zero_point {zero_point} outside the {kind} range [{lo}, {hi}]")
+        scale = _check_scale(scale)
+        lo, hi = _QUANT_RANGES[kind.char]
+        zero_point = _check_zero_point(zero_point, lo, hi, kind)
     elif kind.kind == "f":
         if scale is not None or zero_point is not None:
             raise InputError(f"scale/zero_point apply to int8/uint8 heatmaps, not {kind}")
@@ -158,7 +182,9 @@ def decode(heatmaps: np.ndarray, method: str = "dark", **params: Any) -> tuple[n
         method: ``"argmax"``, ``"quarter"`` or ``"dark"`` (see :class:`DecodeConfig`).
         **params: ``blur_kernel`` (odd int, default 11), ``layout`` (``"nchw"`` or
             ``"nhwc"``: (N, H, W, K) read in place, no transposed copy), ``scale`` and
-            ``zero_point`` (int8/uint8 only: value = scale * (q - zero_point)),
+            ``zero_point`` (int8/uint8 only: value = scale * (q - zero_point); ``scale`` a
+            finite number in :data:`SCALE_RANGE` = [1e-30, 1e30], ``zero_point`` an integer
+            in the dtype's range; big-endian or non-float32 float maps are converted),
             ``backend`` (``"c"`` / ``"numpy"``; default: C when built, or $FACELM_CODEC).
     Returns:
         coords: (N, K, 2) float32 (x, y) in heatmap pixels.
@@ -168,9 +194,14 @@ def decode(heatmaps: np.ndarray, method: str = "dark", **params: Any) -> tuple[n
         InputError: wrong shape, dtype or quantization parameters.
         ConfigError: unknown method, parameter or backend.
     """
+    if not isinstance(method, str):
+        raise ConfigError(f"decode method must be a string, got {type(method).__name__}")
     if not params.keys() <= _DECODE_PARAM_SET:
         unknown = set(params) - _DECODE_PARAM_SET
         raise ConfigError(f"unknown decode parameters {sorted(unknown)}; known: {list(_DECODE_PARAMS)}")
+    for key in ("layout", "backend"):
+        if params.get(key) is not None and not isinstance(params[key], str):
+            raise ConfigError(f"decode parameter {key} must be a string, got {type(params[key]).__name__}")
     cfg = _config(method, params.get("blur_kernel", DecodeConfig.blur_kernel),
                   params.get("layout", DecodeConfig.layout))
     nhwc = cfg.layout == "nhwc"

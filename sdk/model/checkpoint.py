@@ -93,8 +93,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     is missing, not a facelm checkpoint, corrupt, or its weights do not fit its config.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint not found: {path}")
+    _check_checkpoint_file(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
@@ -106,7 +105,70 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     for key in ("config", "state_dict", "extra"):
         if key not in payload:
             raise ConfigError(f"{path}: checkpoint has no {key!r}")
+    if not isinstance(payload["config"], dict) or not isinstance(payload["state_dict"], Mapping):
+        raise ConfigError(f"{path}: checkpoint 'config' and 'state_dict' must be dicts")
     cfg = ModelConfig.from_dict(payload["config"])
     model = HeatmapModel(cfg)
     load_weights(model, payload["state_dict"], f"weights in {path}")
+    check_finite(payload["state_dict"], f"weights in {path}")
     return model.eval(), cfg, payload["extra"]
+
+
+def check_finite(state_dict: Mapping[str, Any], origin: str = "weights") -> None:
+    """Raise ConfigError if any floating-point tensor of ``state_dict`` holds NaN or Inf.
+
+    A diverged training run saves NaN weights; converting them would only fail later
+    (or silently, as all-NaN heatmaps), so they are refused at load.
+    """
+    bad = []
+    for k, v in state_dict.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            n = int((~torch.isfinite(v)).sum())
+            bad.append(f"{k} ({n} of {v.numel()})")
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise ConfigError(f"{origin} hold non-finite values (NaN/Inf) in {len(bad)} tensors: "
+                          f"{', '.join(bad[:3])}{more}; the training run that saved them diverged")
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_MAGIC = b"\x80"  # torch.save's legacy format starts with a pickle protocol opcode
+
+
+def _check_checkpoint_file(path: Path) -> None:
+    """ConfigError saying what ``path`` is, when it cannot be a ``torch.save`` checkpoint."""
+    import stat
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"checkpoint not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"cannot read checkpoint {path}: it is a directory, not a checkpoint file (a .pt written by facelm train)")
+    if not stat.S_ISREG(st.st_mode):
+        what = ("a character device" if stat.S_ISCHR(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode)
+                else "a pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "not a regular file")
+        raise ConfigError(f"cannot read checkpoint {path}: it is {what}, not a checkpoint file (a .pt written by facelm train)")
+    if st.st_size == 0:
+        raise ConfigError(f"cannot read checkpoint {path}: it is empty (0 bytes)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        raise ConfigError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_MAGIC):
+        return
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a character cut by the 512-byte read still counts as text
+        text = head[:exc.start].decode("utf-8") if exc.start >= len(head) - 3 and len(head) == 512 else "\x00"
+    is_text = "\x00" not in text
+    if is_text:
+        first = text.strip().splitlines()[0][:40] if text.strip() else ""
+        raise ConfigError(f"cannot read checkpoint {path}: it is a text file (starts with {first!r}), not a torch.save checkpoint "
+                          "(a zip archive written by facelm train)")
+    raise ConfigError(f"cannot read checkpoint {path}: it is not a torch.save file; it starts with bytes {head[:8].hex(' ')}, "
+                      "not a zip archive (504b0304) or a pickle")

@@ -92,6 +92,20 @@ def _loop(interp, runs: int, min_secs: float, max_secs: float, delay: float) -> 
     return times
 
 
+def _log_machine(graph: str) -> None:
+    """Append ``MACHINE GRAPH`` to the device's benchmark_model.log (which CPU ran it), and say
+    when the timings are emulated (``FACELM_VD_EMULATED``, set by an arm64 virtual device)."""
+    import platform
+
+    emulated = os.environ.get("FACELM_VD_EMULATED")
+    if emulated:
+        print(f"Emulated: {platform.machine()} under {emulated}; timings are not comparable with a phone.")
+    root = os.environ.get("FACELM_VD_ROOT")
+    if root:
+        with open(os.path.join(root, "benchmark_model.log"), "a") as fh:
+            fh.write(f"{platform.machine()} {graph}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     flags, unknown = _parse(sys.argv[1:] if argv is None else argv)
     print("STARTING!", flush=True)
@@ -132,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
     print(f"The input model file size (MB): {os.path.getsize(graph) / 1e6:g}")
     print(f"Initialized session in {init_us / 1000:.3f}ms.", flush=True)
+    _log_machine(graph)
     rss_init = _rss_mb()
 
     crash = os.environ.get("FACELM_VD_CRASH")

@@ -99,6 +99,22 @@ class DeviceProfile:
 
 
 REMOTE_TMP = "/data/local/tmp"
+#: Virtual device architectures: "host" runs the stand-ins as host processes; "arm64" runs
+#: them as aarch64 processes under qemu-user (facelm.arm64), numerics of a real arm64 CPU.
+ARCHES = ("host", "arm64")
+#: Property an emulated device sets (value: the emulator); its timings are not phone timings.
+EMULATED_PROP = "ro.facelm.emulated"
+
+
+def profile_for_arch(profile: DeviceProfile, arch: str) -> DeviceProfile:
+    """``profile`` as a device of ``arch`` reports it: arm64 sets arm64-v8a and EMULATED_PROP."""
+    if arch not in ARCHES:
+        raise ConfigError(f"virtual device arch must be one of {ARCHES}, got {arch!r}")
+    if arch == "host":
+        return profile
+    props = {**profile.props, "ro.product.cpu.abi": "arm64-v8a", "ro.product.cpu.abilist": "arm64-v8a",
+             EMULATED_PROP: "qemu-aarch64"}
+    return DeviceProfile(**{**{f: getattr(profile, f) for f in profile.__dataclass_fields__}, "props": props})
 
 
 def _write(path: Path, text: str, mode: int | None = None) -> None:
@@ -227,13 +243,47 @@ def _install_stand_in(root: Path, name: str, module: str, project_root: Path | N
     return f"{REMOTE_TMP}/{name}"
 
 
-def install_benchmark_model(root: Path, project_root: Path | None = None) -> str:
-    """Put the stand-in ``benchmark_model`` (ai-edge-litert inside) at /data/local/tmp/benchmark_model."""
+#: Guest python wrapper of an arm64 device: a host shell script, so that the emulated
+#: python can exec "itself" (qemu-user does not follow execve into aarch64 binaries).
+ARM64_PYTHON = "system/bin/python3-aarch64"
+
+
+def _install_arm64_python(root: Path, arm64_root) -> Path:
+    """Write ROOT/system/bin/python3-aarch64: ``qemu-aarch64 -L AROOT AROOT/usr/bin/python3.11 "$@"``
+    with the aarch64 site folder as its only PYTHONPATH (``arm64_root``: a facelm.arm64.Arm64Root)."""
+    path = Path(root) / ARM64_PYTHON
+    q = _sh_quote
+    body = ("#!/bin/sh\n"
+            "unset PYTHONHOME LD_LIBRARY_PATH LD_PRELOAD\n"
+            f"PYTHONPATH={q(str(arm64_root.site))} PYTHONNOUSERSITE=1 FACELM_VD_PYTHON={q(str(path))} "
+            f"exec qemu-aarch64 -L {q(str(arm64_root.path))} {q(str(arm64_root.python))} \"$@\"\n")
+    _write(path, body, 0o755)
+    return path
+
+
+def _install_arm64_stand_in(root: Path, name: str, script: str, arm64_root) -> str:
+    """/data/local/tmp/NAME running the self-contained stand-in SCRIPT (no facelm imports) on aarch64."""
+    python = _install_arm64_python(root, arm64_root)
+    src = Path(__file__).resolve().parent / script
+    body = f"#!/bin/sh\nFACELM_VD_EMULATED=qemu-aarch64 exec {_sh_quote(str(python))} {_sh_quote(str(src))} \"$@\"\n"
+    _write(Path(root) / REMOTE_TMP.lstrip("/") / name, body, 0o755)
+    return f"{REMOTE_TMP}/{name}"
+
+
+def install_benchmark_model(root: Path, project_root: Path | None = None, arm64_root=None) -> str:
+    """Put the stand-in ``benchmark_model`` (ai-edge-litert inside) at /data/local/tmp/benchmark_model.
+
+    With ``arm64_root`` (a built :class:`facelm.arm64.Arm64Root`) it runs as an aarch64
+    process under qemu-user (aarch64 LiteRT/XNNPACK numerics; its timings are emulated)."""
+    if arm64_root is not None:
+        return _install_arm64_stand_in(root, "benchmark_model", "benchmark_model.py", arm64_root)
     return _install_stand_in(root, "benchmark_model", "facelm.android_bench.virtual_device.benchmark_model", project_root)
 
 
-def install_tvm_rpc(root: Path, project_root: Path | None = None) -> str:
-    """Put a stand-in ``tvm_rpc`` (TVM's Python RPC server) at /data/local/tmp/tvm_rpc."""
+def install_tvm_rpc(root: Path, project_root: Path | None = None, arm64_root=None) -> str:
+    """Put a stand-in ``tvm_rpc`` (TVM's Python RPC server) at /data/local/tmp/tvm_rpc (aarch64 with ``arm64_root``)."""
+    if arm64_root is not None:
+        return _install_arm64_stand_in(root, "tvm_rpc", "tvm_rpc.py", arm64_root)
     return _install_stand_in(root, "tvm_rpc", "facelm.android_bench.virtual_device.tvm_rpc", project_root)
 
 

@@ -34,7 +34,8 @@ from pathlib import Path
 from facelm.errors import ConfigError, DeviceError
 
 from . import protocol as P
-from .profile import REMOTE_TMP, DeviceProfile, build_sandbox, install_benchmark_model, install_tvm_rpc, sandbox_env
+from .profile import (REMOTE_TMP, DeviceProfile, build_sandbox, install_benchmark_model, install_tvm_rpc,
+                      profile_for_arch, sandbox_env)
 
 log = logging.getLogger(__name__)
 
@@ -326,16 +327,24 @@ class VirtualDevice:
         profile: what the device reports (default: SD845-like).
         host, port: where to listen; port 0 picks a free port. Loopback only.
         faults: fault switches (mutable at run time).
+        arch: ``"host"`` (stand-ins run as host processes) or ``"arm64"``: benchmark_model and
+            tvm_rpc run as aarch64 processes under qemu-user with the root of
+            :func:`facelm.arm64.setup` (``arm64_root``, default: the built default root),
+            and the device reports arm64-v8a and ``ro.facelm.emulated``. Emulated
+            numerics are aarch64 numerics; emulated timings are not phone timings.
     """
 
     def __init__(self, root: Path, profile: DeviceProfile | None = None, host: str = "127.0.0.1",
-                 port: int = 0, faults: Faults | None = None):
+                 port: int = 0, faults: Faults | None = None, arch: str = "host", arm64_root=None):
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(f"the virtual device only listens on loopback, not {host!r}")
-        self.profile = profile or DeviceProfile()
+        self.arch = arch
+        self.profile = profile_for_arch(profile or DeviceProfile(), arch)
+        if arch == "arm64" and arm64_root is None:
+            arm64_root = _built_arm64_root()
         self.root = build_sandbox(Path(root), self.profile)
-        self.benchmark_model_path = install_benchmark_model(self.root)
-        self.tvm_rpc_path = install_tvm_rpc(self.root)
+        self.benchmark_model_path = install_benchmark_model(self.root, arm64_root=arm64_root)
+        self.tvm_rpc_path = install_tvm_rpc(self.root, arm64_root=arm64_root)
         self.faults = faults or Faults()
         self.host = host
         self._requested_port = port
@@ -552,6 +561,18 @@ class VirtualDevice:
         sock.close()
         t.join(timeout=5)
         stream.close()
+
+
+def _built_arm64_root():
+    """The built default aarch64 root, or a DeviceError naming the command that builds it."""
+    from facelm import arm64
+
+    arm64.check_tools({"qemu-aarch64": arm64.TOOL_PACKAGES["qemu-aarch64"]})
+    root = arm64.load()
+    if root is None:
+        raise DeviceError(f"no aarch64 root at {arm64.default_root()}: build it with `facelm arm64 setup` "
+                          "(or `make arm64`)")
+    return root
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

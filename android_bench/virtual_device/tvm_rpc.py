@@ -24,6 +24,17 @@ def main(argv: list[str]) -> int:
         cmd += ["--key", opts["key"]]
     if opts.get("tracker"):
         cmd += ["--tracker", opts["tracker"]]
+    wrapper = os.environ.get("FACELM_VD_PYTHON")
+    if wrapper:
+        # An arm64 virtual device: this is an aarch64 python under qemu-user, which cannot
+        # exec aarch64 binaries itself. Serve in this process, and let TVM start its workers
+        # through the host wrapper FACELM_VD_PYTHON (TVM uses sys.executable for them).
+        import runpy
+
+        sys.executable = wrapper
+        sys.argv = ["rpc_server", *cmd[3:]]
+        runpy.run_module("tvm.exec.rpc_server", run_name="__main__", alter_sys=True)
+        return 0
     os.execv(sys.executable, cmd)
     return 0  # pragma: no cover
 

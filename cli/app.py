@@ -48,13 +48,18 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("layouts", "facelm.cli.layouts", "show landmark layouts (points, regions, flip pairs)"),
     Command("synth", "facelm.cli.synth", "write synthetic 106-point faces in the JD-landmark folder format"),
+    Command("synth-video", "facelm.cli.synth_video", "write a synthetic face clip with exact per-frame 106-point ground truth"),
+    Command("detect", "facelm.cli.detect", "landmarks for an image, a folder or a video: JSONL and overlays (IMAGE/VIDEO modes)"),
     Command("train", "facelm.cli.train", "train a heatmap model with the paper's recipe (CPU/CUDA, DDP via torchrun)", "torch"),
     Command("evaluate", "facelm.cli.evaluate", "NME / AUC@0.08 / FR of a checkpoint on a data set, with and without flip test", "torch"),
     Command("model", "facelm.cli.model", "model zoo: paper GFLOPs/size table, config info", "torch"),
     Command("convert", "facelm.cli.convert", "convert weights to verified TFLite/TVM artifacts with a drift report", "convert"),
+    Command("quant-debug", "facelm.cli.quant_debug", "per-layer int8 error, landmark sensitivity, int8_mixed and GPU readiness of artifacts", "convert"),
     Command("devices", "facelm.cli.devices", "list adb devices and their facts (SoC, cores, thermal)"),
     Command("bench", "facelm.cli.bench", "benchmark artifacts on phones over adb or on this host; 'bench report' renders the records"),
     Command("virtual-device", "facelm.cli.virtual_device", "serve a virtual adb device on loopback for dry runs"),
+    Command("arm64", "facelm.cli.arm64", "build the aarch64 emulation runtime (qemu-user) used by --arm64-check and virtual-device --arch arm64"),
+    Command("app-kit", "facelm.cli.app_kit", "write the app kit: model, portable C + JNI/Java pre/post-processing, golden tests"),
 )
 
 #: Import names of the heavy packages, by the pyproject extra that installs them

@@ -26,7 +26,9 @@ from facelm.quantization.drift import GateConfig
 MINIMAL = {
     "layouts": [], "synth": ["out", "--count", "1"], "train": ["tiny", "--data", "d"],
     "evaluate": ["demo", "--data", "d"], "model": ["list"], "convert": [], "devices": [],
-    "bench": ["run", "x.tflite"], "virtual-device": [],
+    "bench": ["run", "x.tflite"], "virtual-device": [], "arm64": ["setup"],
+    "app-kit": ["artifacts", "--out", "kit"], "detect": ["in.png", "--model", "m", "--out", "o"],
+    "synth-video": ["out", "--frames", "2"], "quant-debug": ["x"],
 }
 HELPS = [[c.name] for c in COMMANDS] + [["bench", "run"], ["bench", "report"], ["model", "table"]]
 

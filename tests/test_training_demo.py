@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import sdk.assets as assets
-from sdk.data import synth
-from sdk.errors import FacelmError
-from sdk.model import build_model, load_checkpoint, load_config, save_checkpoint
-from sdk.training.package_demo import MAX_BYTES, package
+import facelm.assets as assets
+from facelm.data import synth
+from facelm.errors import FacelmError
+from facelm.model import build_model, load_checkpoint, load_config, save_checkpoint
+from facelm.training.package_demo import MAX_BYTES, package
 
 
 def test_demo_checkpoint_missing_is_a_clear_error(tmp_path, monkeypatch):
@@ -55,17 +55,16 @@ def test_shipped_demo_checkpoint_is_labelled_small_and_accurate():
     model, cfg, extra = load_checkpoint(path)
     assert extra["label"] == assets.DEMO_LABEL
     # Real landmarks on fresh synthetic faces (a seed the demo never saw).
-    from sdk.alignment import invert_affine, transform_points
-    from sdk.codec import stride_for
-    from sdk.layouts import JD106
-    from sdk.metrics import nme
-    from sdk.preprocess import normalize
-    from sdk.training.evaluate import predict_input_points
+    from facelm.alignment import invert_affine, transform_points
+    from facelm.codec import stride_for
+    from facelm.layouts import JD106
+    from facelm.metrics import nme
+    from facelm.preprocess import normalize
+    from facelm.training.evaluate import predict_input_points
 
     faces = synth.generate_aligned(12, seed=31337, input_size=cfg.input_size)
     x = torch.from_numpy(normalize(faces["crops"]).transpose(0, 3, 1, 2).copy())
-    pts = predict_input_points(model, x, JD106.flip_permutation,
-                               stride_for((cfg.input_size,) * 2, (cfg.heatmap_size,) * 2), flip=True)
+    pts = predict_input_points(model, x, JD106.flip_permutation, cfg.heatmap_size, flip=True)
     pred = transform_points(pts, invert_affine(faces["transforms"]))
     gt = faces["landmarks_image"].astype(np.float64)
     boxes = np.concatenate([gt.min(axis=1), gt.max(axis=1)], axis=1)

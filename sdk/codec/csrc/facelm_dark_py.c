@@ -1,5 +1,5 @@
 /*
- * sdk.codec._cdark: a thin CPython wrapper over the portable core (facelm_dark.c).
+ * facelm.codec._cdark: a thin CPython wrapper over the portable core (facelm_dark.c).
  *
  * decode(maps, coords_out, scores_out, method, blur_kernel, nhwc, scale, zero_point)
  *   maps        C-contiguous 4-D buffer, format 'f' (float32), 'b' (int8) or 'B' (uint8)

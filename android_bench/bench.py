@@ -24,6 +24,13 @@ from .runners import BenchmarkModelRunner, BinaryCrashError, LocalTfliteRunner, 
 
 log = logging.getLogger(__name__)
 DEFAULT_RESULTS = Path("runs/bench/results.jsonl")
+#: ``Target.integrity`` (and each record's ``artifact.integrity``): the manifest's sha256 matched.
+VERIFIED = "verified: manifest sha256"
+#: ... no manifest.json lists the file: its bytes are benchmarked as found.
+UNVERIFIED = "unverified: no manifest"
+#: Why native artifacts need ``--allow-native-code`` (the CLI help says it too).
+NATIVE_CODE_WHY = ("loading a shared library (a TVM .so) runs code from it, and a manifest's sha256 "
+                   "protects against corruption, not against a substituted file with a matching hash")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class Target:
     inputs: tuple = ()
     outputs: tuple = ()
     platform: str = "any"
+    #: how the file's bytes were checked: VERIFIED, or UNVERIFIED (no manifest lists it)
+    integrity: str = "unverified: no manifest"
 
     @property
     def android(self) -> bool:
@@ -53,7 +62,7 @@ def _from_entry(folder: Path, a) -> Target:
 
     io = (tuple(tensor_specs(a.input)), tuple(tensor_specs(a.output))) if a.format == "tvm_so" else ((), ())
     return Target(a.name, (folder / a.file).resolve(), a.sha256, a.bytes, folder.resolve(), a.name, a.format,
-                  a.target, *io, platform=a.platform)
+                  a.target, *io, platform=a.platform, integrity=VERIFIED)
 
 
 def resolve_targets(path: Path, artifacts: list[str] | None = None,
@@ -104,7 +113,28 @@ def resolve_targets(path: Path, artifacts: list[str] | None = None,
 
 
 def _plain(path: Path) -> Target:
-    return Target(path.stem, path.resolve(), sha256_file(path), path.stat().st_size)
+    return Target(path.stem, path.resolve(), sha256_file(path), path.stat().st_size, integrity=UNVERIFIED)
+
+
+def is_native(target: Target) -> bool:
+    """True when benchmarking ``target`` loads native code (the catalogue's native formats)."""
+    from facelm.artifacts import NATIVE_FORMATS, artifact_kind
+
+    if target.fmt in NATIVE_FORMATS:
+        return True
+    try:
+        return target.entry is not None and artifact_kind(target.entry).native
+    except FacelmError:  # not a catalogue name
+        return False
+
+
+def split_native(targets: list[Target], allow_native_code: bool, named: list[str] | None) -> tuple[list, list]:
+    """(targets to run, native targets skipped): native code runs only when allowed or named explicitly."""
+    named_set = set(named or ())
+    keep, skipped = [], []
+    for t in targets:
+        (skipped if is_native(t) and not allow_native_code and t.name not in named_set else keep).append(t)
+    return keep, skipped
 
 
 @dataclass
@@ -115,6 +145,8 @@ class BenchResult:
     errors: dict = field(default_factory=dict)
     skipped: int = 0
     backend_note: str = ""
+    #: one line each, for the user: native artifacts not loaded, unverified files, ...
+    notes: list = field(default_factory=list)
 
 
 def _now() -> str:
@@ -126,7 +158,8 @@ def _record(runner, target: Target, options: BenchOptions) -> dict:
         "schema": rec.SCHEMA, "time": _now(), "backend": runner.backend, "status": "ok", "error": None,
         "stderr_tail": None, "device": runner.facts().to_dict(),
         "artifact": {"name": target.name, "path": str(target.path), "sha256": target.sha256, "size": target.size,
-                     "manifest": str(target.manifest_dir) if target.manifest_dir else None},
+                     "manifest": str(target.manifest_dir) if target.manifest_dir else None,
+                     "integrity": target.integrity},
         "options": options.record_dict(), "latency_ms": None, "memory_mb": None,
         "thermal": {"before": None, "after": None}, "drift_vs_host": None, "notes": [],
     }
@@ -239,7 +272,7 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
           all_devices: bool = False, local: bool | None = None, results: Path | None = DEFAULT_RESULTS,
           resume: bool = False, json_out: Path | None = None, adb: Adb | None = None,
           artifacts: list[str] | None = None, drift_source: str = "synthetic", tvm_rpc: str | None = None,
-          tvm_port: int = 9090) -> BenchResult:
+          tvm_port: int = 9090, allow_native_code: bool = False) -> BenchResult:
     """Benchmark ``path`` (a .tflite or an artifact folder) on devices or locally.
 
     Args:
@@ -251,7 +284,11 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
         tvm_rpc: host file or device path of ``tvm_rpc``; enables TVM artifacts on phones
             (Android-linked ones, unless ``artifacts`` names others). Locally, TVM host
             ``.so`` artifacts run when TVM is installed.
+        allow_native_code: load native-code artifacts (TVM ``.so``) of the folder. Off by
+            default (see :data:`NATIVE_CODE_WHY`); naming one in ``artifacts`` also allows it.
     Raises:
+        InputError: nothing to benchmark, a model the host cannot load (local), or a
+            ``results``/``json_out`` path that cannot be a file.
         DeviceError: after all devices finished, if any device failed (its finished
             runs are kept in ``results``).
     """
@@ -260,12 +297,32 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
         note = "no device attached: benchmarking on this host (local backend, ai-edge-litert)" if local else ""
     else:
         note = ""
+    for out, flag in ((results, "--results"), (json_out, "--json")):
+        if out is not None:
+            rec.check_output_path(out, flag)
     want_tvm = tvm_rpc is not None or (local and _have_tvm())
     targets = resolve_targets(path, artifacts, ("tflite", "tvm_so") if want_tvm else ("tflite",))
     if not artifacts:  # a host cannot load Android libraries, a phone cannot load host ones
         targets = [t for t in targets if t.fmt != "tvm_so" or t.android != bool(local)]
+    targets, native = split_native(targets, allow_native_code, artifacts)
+    notes = []
+    if native:
+        names = ", ".join(f"{t.name} ({t.path.name})" for t in native)
+        notes.append(f"not loading native code from {path}: {names}; {NATIVE_CODE_WHY}. Pass --allow-native-code "
+                     f"(or name it with --artifact) to benchmark it")
     if not targets:
-        raise InputError(f"nothing to benchmark in {path} on {'this host' if local else 'the device'}")
+        raise InputError(f"nothing to benchmark in {path} on {'this host' if local else 'the device'}"
+                         + (f" ({notes[0]})" if notes else ""))
+    unverified = [t.name for t in targets if t.integrity != VERIFIED]
+    if unverified:
+        notes.append(f"{UNVERIFIED}: {', '.join(unverified)} benchmarked as found (no manifest.json lists "
+                     f"{'it' if len(unverified) == 1 else 'them'}; a corrupted or substituted file goes unnoticed)")
+    if local:
+        from .runners import check_tflite_loadable
+
+        for t in targets:
+            if t.fmt == "tflite":
+                check_tflite_loadable(t.path)
     if options.drift:
         plain = [t.name for t in targets if t.manifest_dir is None]
         if plain:
@@ -273,7 +330,7 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
     done: set = set()
     if resume and results is not None and Path(results).exists():
         done = {rec.run_key(r) for r in rec.read_records(results) if r.get("status") in ("ok", "failed")}
-    result = BenchResult(backend_note=note)
+    result = BenchResult(backend_note=note, notes=notes)
     if local:
         from .tvm_runners import LocalTvmRunner
 

@@ -3,7 +3,8 @@
 Schema (``schema: 1``)::
 
     {"schema", "time", "backend", "status": "ok"|"failed", "error", "stderr_tail",
-     "device": {facts}, "artifact": {"name", "path", "sha256", "size"},
+     "device": {facts}, "artifact": {"name", "path", "sha256", "size", "manifest",
+     "integrity": "verified: manifest sha256" | "unverified: no manifest"},
      "options": {...}, "latency_ms": {"mean", "median", "p90", "p99", "std", "min",
      "max", "init", "first", "warmup_mean", "count", "basis"},
      "memory_mb": {"init", "overall", "peak"},
@@ -59,23 +60,45 @@ def _clean(obj):
     return obj
 
 
+def check_output_path(path: Path, what: str = "results file") -> None:
+    """InputError (one line) unless ``path`` can be a file: not a folder, no file among its parents."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a directory; give a file path such as {path / 'results.jsonl'}")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{what} {path} exists and is not a regular file")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{what} {path} cannot be created: {parent} is a file, not a folder")
+            break
+
+
 def append_record(path: Path, record: dict) -> None:
     """Append one record as a line (flushed and fsynced; thread-safe)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output_path(path)
     line = json.dumps(_clean(record), sort_keys=True) + "\n"
-    with _LOCK:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _LOCK:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except OSError as exc:
+        raise InputError(f"cannot append to results file {path}: {exc.strerror or exc}") from None
 
 
 def write_records(path: Path, records: list[dict]) -> None:
     """Write ``records`` as a fresh JSONL file, atomically (temp + rename)."""
-    with atomic_open(path) as fh:
-        for r in records:
-            fh.write(json.dumps(_clean(r), sort_keys=True) + "\n")
+    check_output_path(path, "records file")
+    try:
+        with atomic_open(path) as fh:
+            for r in records:
+                fh.write(json.dumps(_clean(r), sort_keys=True) + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write records file {path}: {exc.strerror or exc}") from None
 
 
 def read_records(path: Path) -> list[dict]:
@@ -83,8 +106,13 @@ def read_records(path: Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise InputError(f"results file {path} does not exist")
+    if not path.is_file():
+        raise InputError(f"results file {path} is not a regular file")
     out = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read results file {path}: {exc}") from None
     for i, line in enumerate(lines):
         if not line.strip():
             continue

@@ -49,16 +49,36 @@ class Measurement:
     raw: list = field(default_factory=list)
 
 
-def tflite_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Inputs and outputs of a ``.tflite`` file, read with the host interpreter."""
+#: What LiteRT raises for a file it cannot load (random bytes give a UnicodeDecodeError).
+_LOAD_ERRORS = (ValueError, RuntimeError, UnicodeDecodeError, OSError)
+
+
+def open_tflite(path: Path, allocate: bool = False, **kw):
+    """A host LiteRT ``Interpreter`` for ``path``; InputError (one line) when LiteRT rejects the file."""
     from ai_edge_litert.interpreter import Interpreter
 
+    try:
+        it = Interpreter(model_path=str(path), **kw)
+        if allocate:
+            it.allocate_tensors()
+    except _LOAD_ERRORS as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, UnicodeDecodeError):
+            first = "not a TFLite flatbuffer (unreadable bytes)"
+        raise InputError(f"{path} is not a loadable TFLite model: {first}") from None
+    return it
+
+
+def check_tflite_loadable(path: Path) -> None:
+    """InputError unless the host LiteRT can load ``path`` and allocate its tensors."""
+    open_tflite(path, allocate=True)
+
+
+def tflite_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of a ``.tflite`` file, read with the host interpreter."""
     from facelm.runtime.tflite import tensor_spec
 
-    try:
-        it = Interpreter(model_path=str(path))
-    except (ValueError, RuntimeError) as exc:
-        raise InputError(f"{path} is not a loadable TFLite model: {exc}") from None
+    it = open_tflite(path)
     return [tensor_spec(d) for d in it.get_input_details()], [tensor_spec(d) for d in it.get_output_details()]
 
 
@@ -306,13 +326,12 @@ class LocalTfliteRunner:
         return Path(model)
 
     def _interpreter(self, model: Path):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from ai_edge_litert.interpreter import OpResolverType
 
         resolver = (OpResolverType.AUTO if self.opt.delegate == "xnnpack"
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        it = Interpreter(model_path=str(model), num_threads=self.opt.threads, experimental_op_resolver_type=resolver)
-        it.allocate_tensors()
-        return it
+        return open_tflite(model, allocate=True, num_threads=self.opt.threads,
+                           experimental_op_resolver_type=resolver)
 
     def benchmark(self, model: Path) -> Measurement:
         rss0 = _rss_mb()

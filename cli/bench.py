@@ -13,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from facelm.android_bench.bench import bench
+from facelm.android_bench.bench import NATIVE_CODE_WHY, UNVERIFIED, bench
 from facelm.android_bench.config import DELEGATES, BenchOptions
 from facelm.android_bench.report import report
 from facelm.errors import DeviceError
@@ -44,7 +44,11 @@ def _register_run(cmds: argparse._SubParsersAction) -> None:
     p.add_argument("--all-devices", action="store_true", help="every usable attached device, in parallel")
     p.add_argument("--local", action="store_true", help="benchmark on this host even if a device is attached")
     p.add_argument("--artifact", action="append", default=b["artifacts"],
-                   help="only these manifest artifacts (repeatable)")
+                   help="only these manifest artifacts (repeatable); naming a TVM .so artifact here "
+                        "allows loading it")
+    p.add_argument("--allow-native-code", action="store_true", default=b["allow_native_code"],
+                   help=f"also benchmark the folder's native-code artifacts (TVM .so); off by default because "
+                        f"{NATIVE_CODE_WHY}. Use it only for folders you built or trust")
     p.add_argument("--threads", type=int, default=d.threads, help="interpreter threads")
     p.add_argument("--delegate", choices=DELEGATES, default=d.delegate, help="TFLite delegate")
     p.add_argument("--runs", type=int, default=d.runs, help="measured inferences per invocation")
@@ -115,7 +119,8 @@ def drive_run(args: argparse.Namespace) -> int:
         result = bench(Path(args.target), options, serials=args.serial, all_devices=args.all_devices,
                        local=True if args.local or adb is None else None, results=args.results,
                        resume=args.resume, json_out=args.json, adb=adb, artifacts=args.artifact,
-                       drift_source=args.drift_source, tvm_rpc=args.tvm_rpc, tvm_port=args.tvm_port)
+                       drift_source=args.drift_source, tvm_rpc=args.tvm_rpc, tvm_port=args.tvm_port,
+                       allow_native_code=args.allow_native_code)
     except DeviceError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:
@@ -123,6 +128,8 @@ def drive_run(args: argparse.Namespace) -> int:
         raise
     if result.backend_note:
         print(result.backend_note)
+    for note in result.notes:
+        print(note)
     _summary(result.records)
     if result.skipped:
         print(f"skipped {result.skipped} run(s) already in {args.results} (--resume)")
@@ -140,6 +147,8 @@ def _summary(records: list[dict]) -> None:
             line += f"  PSNR {d.get('psnr_db')} dB  NME drift vs host {d.get('mean'):.4f}"
         if r["status"] != "ok":
             line += f"  {r['error']}"
+        if r["artifact"].get("integrity") == UNVERIFIED:
+            line += f"  [{UNVERIFIED}]"
         print(line)
 
 

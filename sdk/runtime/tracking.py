@@ -170,13 +170,20 @@ class TrackingConfig:
         min_inside: ... or when fewer than this fraction of landmarks lie inside the frame.
         refine_passes: passes after a detection (see :func:`detect_image`).
         crop_filter: One Euro on the crop's five equivalent points (None: raw 106-point fit).
+        predict: extrapolate the crop to the new frame's timestamp with the crop's velocity
+            (the previous frame's landmarks are one frame old; without this the crop trails a moving
+            face and the model, sensitive to its crop, trails with it).
+        velocity_cutoff: low-pass cutoff (Hz) of that velocity (its noise would otherwise be
+            amplified into the crop); 0 = unfiltered.
         smoothing: One Euro on the output landmarks (None: off).
     """
 
     min_score: float = 0.25
     min_inside: float = 0.7
     refine_passes: int = 1
-    crop_filter: OneEuroConfig | None = OneEuroConfig(min_cutoff=0.5, beta=0.05)
+    crop_filter: OneEuroConfig | None = None
+    predict: bool = True
+    velocity_cutoff: float = 10.0
     smoothing: OneEuroConfig | None = None
 
 
@@ -202,12 +209,15 @@ class VideoTracker:
         self._prev: np.ndarray | None = None  # (K, 2) image landmarks of the last frame (raw)
         self._template: np.ndarray | None = None  # (K, 2) crop-space template of this face
         self._crop_filter = OneEuroFilter(self.config.crop_filter) if self.config.crop_filter else None
+        self._fit: tuple[float, np.ndarray] | None = None  # (timestamp, five points) of the last crop fit
+        self._velocity: np.ndarray | None = None  # (5, 2) image px per ms
         self._smoother = OneEuroFilter(self.config.smoothing) if self.config.smoothing else None
         self.detector_runs = 0
 
     def reset(self) -> None:
         """Forget the face (the next frame runs the detector); timestamps still must increase."""
         self._prev = self._template = None
+        self._fit = self._velocity = None
         for f in (self._crop_filter, self._smoother):
             if f is not None:
                 f.reset()
@@ -217,13 +227,31 @@ class VideoTracker:
         inside = (lm[:, 0] >= -0.5) & (lm[:, 0] <= w - 0.5) & (lm[:, 1] >= -0.5) & (lm[:, 1] <= h - 0.5)
         return float(np.mean(scores)) < self.config.min_score or float(inside.mean()) < self.config.min_inside
 
+    def _observe(self, five: np.ndarray, ts: float) -> None:
+        """Record the crop that fits the landmarks of the frame at ``ts`` and update its velocity."""
+        if self._fit is not None and self.config.predict:
+            t0, p0 = self._fit
+            v = (five - p0) / (ts - t0)
+            if self._velocity is None or self.config.velocity_cutoff <= 0:
+                self._velocity = v
+            else:
+                from facelm.smoothing import smoothing_factor
+
+                a = smoothing_factor(self.config.velocity_cutoff, (ts - t0) / 1000.0)
+                self._velocity = self._velocity + a * (v - self._velocity)
+        self._fit = (ts, five)
+
     def _track_transform(self, ts: float) -> np.ndarray:
+        """The crop for the frame at ``ts`` from the previous frame's landmarks."""
         size = self.model.input_size
-        m = umeyama(self._prev, self._template)
+        five = five_points_for_transform(umeyama(self._prev, self._template), size)
+        self._observe(five, self._last_fit_ts)
+        if self._velocity is not None:
+            five = five + self._velocity * (ts - self._last_fit_ts)
         if self._crop_filter is not None:
-            five = self._crop_filter(five_points_for_transform(m, size), ts, value_scale=1.0 / crop_scale(m))
             m = estimate_alignment(five, size)
-        return m
+            five = self._crop_filter(five, ts, value_scale=1.0 / crop_scale(m))
+        return estimate_alignment(five, size)
 
     def process(self, image: np.ndarray, timestamp_ms: float) -> FrameResult:
         """Landmarks of one frame.
@@ -254,6 +282,7 @@ class VideoTracker:
                                      source="tracking")
         if result is None:
             self._prev = self._template = None
+            self._fit = self._velocity = None
             if self._crop_filter is not None:
                 self._crop_filter.reset()
             self.detector_runs += 1
@@ -271,6 +300,7 @@ class VideoTracker:
                 self._crop_filter(five_points_for_transform(result.transform, self.model.input_size), ts,
                                   value_scale=1.0 / crop_scale(result.transform))
         self._prev = result.raw_landmarks
+        self._last_fit_ts = ts
         if self._smoother is not None:
             t0 = time.perf_counter()
             result.landmarks = self._smoother(result.raw_landmarks, ts, value_scale=1.0 / crop_scale(result.transform))

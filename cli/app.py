@@ -50,8 +50,6 @@ COMMANDS: tuple[Command, ...] = (
     Command("synth", "facelm.cli.synth", "write synthetic 106-point faces in the JD-landmark folder format"),
     Command("synth-video", "facelm.cli.synth_video", "write a synthetic face clip with exact per-frame 106-point ground truth"),
     Command("detect", "facelm.cli.detect", "landmarks for an image, a folder or a video: JSONL and overlays (IMAGE/VIDEO modes)"),
-    Command("synth-video", "facelm.cli.synth_video", "write a synthetic face clip with exact per-frame 106-point ground truth"),
-    Command("detect", "facelm.cli.detect", "landmarks for an image, a folder or a video: JSONL and overlays (IMAGE/VIDEO modes)"),
     Command("train", "facelm.cli.train", "train a heatmap model with the paper's recipe (CPU/CUDA, DDP via torchrun)", "torch"),
     Command("evaluate", "facelm.cli.evaluate", "NME / AUC@0.08 / FR of a checkpoint on a data set, with and without flip test", "torch"),
     Command("model", "facelm.cli.model", "model zoo: paper GFLOPs/size table, config info", "torch"),

@@ -18,24 +18,20 @@ def test_static_truth_is_bit_identical_while_pixels_change():
     np.testing.assert_allclose(np.diff(clip.timestamps_ms), 1000 / 30)
 
 
-def test_truth_moves_with_the_frame_transform():
-    clip = render_clip(5, "slow", seed=2)
-    for i in range(1, 5):
-        rel = clip.transforms[i] @ np.vstack([invert_affine(clip.transforms[0]), [0, 0, 1]])
-        np.testing.assert_allclose(transform_points(clip.landmarks[0], rel), clip.landmarks[i], atol=1e-9)
-
-
 def test_pupils_are_drawn_where_the_truth_says():
-    clip = render_clip(1, "slow", seed=4, config=VideoConfig(noise_sigma=0.0, blur_sigma=(0.0, 0.0), light_drift=0.0))
-    grey = clip.frames[0].astype(np.float64).mean(axis=2)
-    for k in (74, 83):
-        x, y = clip.landmarks[0, k]
-        xi, yi = int(round(x)), int(round(y))
-        win = grey[yi - 2:yi + 3, xi - 2:xi + 3]
-        w = (win < 40).astype(float)  # the pupil disc (10, 10, 10)
-        cy, cx = np.mgrid[yi - 2:yi + 3, xi - 2:xi + 3]
-        assert w.sum() >= 3
-        assert np.hypot((w * cx).sum() / w.sum() - x, (w * cy).sum() / w.sum() - y) < 0.6
+    """Across a moving clip (3-D pose, mouth and in-plane motion), the pupil discs sit on the truth."""
+    clip = render_clip(11, "slow", seed=4, config=VideoConfig(noise_sigma=0.0, blur_sigma=(0.0, 0.0), light_drift=0.0))
+    assert np.linalg.norm(clip.landmarks[10] - clip.landmarks[0], axis=1).mean() > 1.0
+    for i in (0, 5, 10):
+        grey = clip.frames[i].astype(np.float64).mean(axis=2)
+        for k in (74, 83):
+            x, y = clip.landmarks[i, k]
+            xi, yi = int(round(x)), int(round(y))
+            win = grey[yi - 2:yi + 3, xi - 2:xi + 3]
+            w = (win < 20).astype(float)  # the pupil disc (10, 10, 10); the iris is lighter
+            cy, cx = np.mgrid[yi - 2:yi + 3, xi - 2:xi + 3]
+            assert w.sum() >= 3
+            assert np.hypot((w * cx).sum() / w.sum() - x, (w * cy).sum() / w.sum() - y) < 0.6
 
 
 def test_motions_are_smooth_and_ordered():

@@ -1,18 +1,19 @@
 """Synthetic face video with exact per-frame 106-point ground truth.
 
-One synthetic face (:func:`facelm.data.synth.render_face`, rendered once, clean, at twice the
-video's resolution) moves along a smooth similarity trajectory: in-plane head rotation, position
-and scale are sums of slow sines with seeded phases (:data:`MOTIONS`). Each frame is the face
-warped by that frame's similarity, times a drifting lighting field, plus fresh sensor noise and a
-varying blur. The ground truth is the rendered landmarks mapped through the same similarity, so it
-is exact: on the ``static`` clip the true landmarks are bit-identical on every frame while
-lighting, noise and blur change, which makes static jitter measurable exactly.
-
-Limits: yaw, pitch and expression do not change within a clip; the synthetic renderer's public
-API draws them inside ``render_face`` (a 3-D pose trajectory needs a staged renderer).
+One synthetic identity (:func:`facelm.data.synth.sample_params`) is drawn per frame with the
+renderer's stages (:func:`~facelm.data.synth.place_face`, :func:`~facelm.data.synth.draw_face`,
+clean, at about twice the video's resolution; the drawing generator is re-seeded identically every
+frame, so colours and background stay put) at that frame's head yaw and pitch and mouth opening.
+Each frame is then warped by that frame's similarity (in-plane head rotation, position, scale),
+times a drifting lighting field, plus fresh sensor noise and a varying blur. Every trajectory is a
+sum of slow sines with seeded phases (:data:`MOTIONS`). The ground truth is the rendered landmarks
+mapped through the same similarity, so it is exact: on the ``static`` clip the true landmarks are
+bit-identical on every frame while lighting, noise and blur change, which makes static jitter
+measurable exactly.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from facelm.alignment import transform_points
-from facelm.data.synth import SynthConfig, bbox_of, render_face
+from facelm.data.synth import Pose, SynthConfig, bbox_of, draw_face, place_face, sample_params
 from facelm.errors import InputError
 from facelm.layouts import JD106
 
@@ -39,18 +40,23 @@ class Motion:
         shift: translation amplitude, fraction of the frame's smaller side.
         scale: relative scale amplitude (0.1 = +-10 %).
         period_s: periods of the sines, seconds (two per quantity, incommensurate).
+        yaw_deg, pitch_deg: head yaw and pitch amplitudes, degrees (3-D, re-rendered).
+        mouth: mouth-opening amplitude (face-model units; opens from 0 to ``mouth``).
     """
 
     roll_deg: float
     shift: float
     scale: float
     period_s: tuple[float, float]
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    mouth: float = 0.0
 
 
 MOTIONS: dict[str, Motion] = {
     "static": Motion(0.0, 0.0, 0.0, (1.0, 1.0)),
-    "slow": Motion(10.0, 0.06, 0.05, (4.0, 6.3)),
-    "fast": Motion(20.0, 0.15, 0.12, (0.9, 1.4)),
+    "slow": Motion(10.0, 0.06, 0.05, (4.0, 6.3), yaw_deg=12.0, pitch_deg=6.0, mouth=0.10),
+    "fast": Motion(20.0, 0.15, 0.12, (0.9, 1.4), yaw_deg=25.0, pitch_deg=12.0, mouth=0.2),
 }
 
 
@@ -90,7 +96,7 @@ class Clip:
         frames: (N, H, W, 3) uint8 RGB.
         landmarks: (N, 106, 2) float64 ground truth in frame pixels.
         timestamps_ms: (N,) float64.
-        transforms: (N, 2, 3) base render -> frame similarities.
+        transforms: (N, 2, 3) base render -> frame similarities (the in-plane part of the motion).
         motion: the motion's name.
     """
 
@@ -108,7 +114,8 @@ def _wave(t: np.ndarray, periods: tuple[float, float], phases: np.ndarray) -> np
 
 
 def trajectory(motion: str, frames: int, seed: int, fps: float = 30.0) -> dict[str, np.ndarray]:
-    """Per-frame roll (deg), shift (fraction of the smaller side, (N, 2)) and scale factor.
+    """Per-frame roll, yaw, pitch (deg), shift (fraction of the smaller side, (N, 2)), scale factor
+    and mouth opening.
 
     Starts from the pose at t = 0 of a seeded phase, and is smooth (C-infinity) in time.
     """
@@ -118,11 +125,13 @@ def trajectory(motion: str, frames: int, seed: int, fps: float = 30.0) -> dict[s
         raise InputError(f"--frames must be at least 1, got {frames}")
     m = MOTIONS[motion]
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7001])
-    ph = rng.uniform(0, 2 * math.pi, (4, 2))
+    ph = rng.uniform(0, 2 * math.pi, (7, 2))
     t = np.arange(int(frames)) / float(fps)
     shift = np.stack([_wave(t, m.period_s, ph[1]), _wave(t, m.period_s, ph[2])], axis=1) * m.shift
     return {"roll": m.roll_deg * _wave(t, m.period_s, ph[0]), "shift": shift,
-            "scale": 1.0 + m.scale * _wave(t, m.period_s, ph[3])}
+            "scale": 1.0 + m.scale * _wave(t, m.period_s, ph[3]),
+            "yaw": m.yaw_deg * _wave(t, m.period_s, ph[4]), "pitch": m.pitch_deg * _wave(t, m.period_s, ph[5]),
+            "mouth": m.mouth * 0.5 * (1.0 + _wave(t, m.period_s, ph[6]))}
 
 
 def _similarity(centre_src: np.ndarray, centre_dst: np.ndarray, scale: float, roll_deg: float) -> np.ndarray:
@@ -143,22 +152,38 @@ def render_clip(frames: int, motion: str = "static", seed: int = 0, config: Vide
     traj = trajectory(motion, frames, seed, cfg.fps)
     side = min(cfg.width, cfg.height)
     base_size = int(2 * math.ceil(math.hypot(cfg.width, cfg.height) * 0.75))
-    # A clean, near-frontal face; per-frame noise, blur and lighting are added below.
-    face_cfg = SynthConfig(size=base_size, yaw=10.0, pitch=8.0, roll=0.0, center_jitter=0.0,
-                           face_width=(cfg.face_width * side * 2 / base_size,) * 2,
-                           p_occlusion=0.0, p_glasses=0.0, p_hair_fringe=0.0, p_blur=0.0, p_noise=0.0)
-    base, lm0 = render_face(np.random.default_rng([int(seed) & 0xFFFFFFFF, 7000]), face_cfg)
-    centre = 0.5 * (lm0.min(axis=0) + lm0.max(axis=0))
+    # A clean face; per-frame lighting, noise and blur are added below.
+    face_cfg = SynthConfig(size=base_size, p_occlusion=0.0, p_glasses=0.0, p_hair_fringe=0.0, p_blur=0.0, p_noise=0.0)
+    ident_rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7000])
+    params = sample_params(ident_rng, face_cfg)
+    params = dataclasses.replace(params, mouth_open=0.0, blink_left=min(params.blink_left, 0.15),
+                                 blink_right=min(params.blink_right, 0.15))
+    yaw0, pitch0 = ident_rng.uniform(-8.0, 8.0), ident_rng.uniform(-5.0, 5.0)
+    distance = float(ident_rng.uniform(6.0, 10.0))
     frame_centre = np.array([(cfg.width - 1) / 2.0, (cfg.height - 1) / 2.0])
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7002])
     light_ph = rng.uniform(0, 2 * math.pi, (2, 2, 3))
     n = int(frames)
     out = np.empty((n, cfg.height, cfg.width, 3), np.uint8)
     ms = np.empty((n, 2, 3))
+    lms = np.empty((n, JD106.num_points, 2))
     t = np.arange(n) / cfg.fps
+    cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     for i in range(n):
+        key = (float(traj["yaw"][i]), float(traj["pitch"][i]), float(traj["mouth"][i]))
+        if key not in cache:  # a static clip renders once
+            pose = Pose(yaw=yaw0 + key[0], pitch=pitch0 + key[1], roll=0.0, distance=distance,
+                        width=cfg.face_width * side * 2 / base_size, offset=(0.0, 0.0))
+            p = dataclasses.replace(params, mouth_open=key[2])
+            lm0, fh, unit = place_face(p, pose, base_size)
+            draw_rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7001])  # same colours every frame
+            cache = {key: (draw_face(draw_rng, face_cfg, p, pose, lm0, fh, unit), lm0)}
+        base, lm0 = cache[key]
+        # The head's centre of rotation: the middle of the base image (where place_face centres the face).
+        centre = np.array([(base_size - 1) / 2.0, (base_size - 1) / 2.0])
         m = _similarity(centre, frame_centre + traj["shift"][i] * side, 0.5 * traj["scale"][i], traj["roll"][i])
         ms[i] = m
+        lms[i] = transform_points(lm0, m)
         img = cv2.warpAffine(base, m, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
         light = (1.0 + cfg.light_drift * np.sin(2 * math.pi * t[i] / np.array([[[3.1]], [[4.7]]]) + light_ph))
@@ -168,7 +193,6 @@ def render_clip(frames: int, motion: str = "static", seed: int = 0, config: Vide
             img = cv2.GaussianBlur(img, (0, 0), b)
         img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(cfg.noise_sigma)
         out[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    lms = transform_points(np.broadcast_to(lm0, (n,) + lm0.shape), ms)
     return Clip(frames=out, landmarks=lms, timestamps_ms=1000.0 * t, transforms=ms, motion=motion,
                 seed=int(seed), config=cfg)
 

@@ -5,9 +5,14 @@ into a temporary sibling of the output folder and renames it into place at the e
 CLI (``facelm convert``) is a thin shell over it; :class:`ConvertConfig` gives both their
 defaults.
 
-Stages: load weights -> calibration/evaluation faces -> torch fp32 reference -> ONNX (+
+Stages: load weights -> calibration/evaluation faces -> fp32 reference -> ONNX (+
 onnxruntime parity) -> TFLite variants via onnx2tf (+ metadata, op counts) -> TVM host /
 Android -> drift of every artifact -> latency -> gates -> manifest + report -> rename.
+
+A zoo checkpoint's reference is the torch model. A brought model (``model=``, see
+:mod:`facelm.converters.sources`) is a ``.pt2`` / factory (reference: torch) or an ONNX file
+(reference: onnxruntime running that file; the manifest's ``drift_vs_torch`` entries then
+say ``reference: onnxruntime_fp32``).
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import numpy as np
 
 from facelm import __version__
 from facelm.errors import ConfigError, ConversionError, InputError
-from facelm.artifacts import artifact_kind
+from facelm.artifacts import CATALOGUE, artifact_kind
 from facelm.fileio import sha256_file
 from facelm.postprocess import output_to_landmarks
 from facelm.runtime.manifest import (ArtifactEntry, LayoutSpec, Manifest, ModelContract, ModelSpec, PreprocessSpec,
@@ -37,6 +42,7 @@ from facelm.quantization.drift import GateConfig
 log = logging.getLogger("facelm.convert")
 
 TARGETS = ("tflite", "tvm")
+_CATALOGUE_ORDER = {k.name: i for i, k in enumerate(CATALOGUE)}
 
 
 @dataclass
@@ -59,6 +65,14 @@ class ConvertConfig:
         tvm_trials: MetaSchedule budget for the host library; 0 = untuned.
         gates: parity and int8-drift bounds.
         latency_runs: timed runs per artifact for the report's host latency (median).
+        model: a brought model instead of a zoo checkpoint: ``.onnx``, ``.pt2`` or
+            ``package.module:function`` (with ``weights``); see :mod:`facelm.converters.sources`.
+        contract: the brought model's declared contract (a mapping of
+            :data:`facelm.converters.sources.CONTRACT_KEYS`); required with ``model``.
+        variants: TFLite artifacts to write (catalogue names); ``None`` = every non-optional
+            one (plus ``int16x8`` when ``int16x8``).
+        tvm_eval_faces: evaluation faces run through the *untuned* TVM host module (it is
+            slow; parity is still gated on them). Tuned modules run every evaluation face.
     """
 
     config: str | None = None
@@ -75,11 +89,31 @@ class ConvertConfig:
     tvm_trials: int = 0
     gates: GateConfig = field(default_factory=GateConfig)
     latency_runs: int = 20
+    model: str | None = None
+    contract: dict | None = None
+    variants: tuple[str, ...] | None = None
+    tvm_eval_faces: int = 8
+    keep_float: str | None = None  # int8_mixed: "auto" or NAME,NAME (facelm.quantization.mixed)
+    drift_target: float = 0.0005  # int8_mixed: mean drift vs torch that "auto" aims for
 
     def validate(self) -> None:
         bad = [t for t in self.targets if t not in TARGETS]
         if bad or not self.targets:
             raise ConfigError(f"targets must be a non-empty subset of {TARGETS}, got {list(self.targets)}")
+        if self.model is not None:
+            if self.config or self.random_init:
+                raise ConfigError("--model brings its own network: it does not take --config or --random-init")
+            if not self.contract:
+                raise ConfigError("--model needs a declared contract (--layout and --input-size, or --contract FILE)")
+        if self.variants is not None:
+            from facelm.artifacts import tflite_names
+
+            unknown = [v for v in self.variants if v not in tflite_names()]
+            if unknown or not self.variants:
+                raise ConfigError(f"variants must be a non-empty subset of {', '.join(tflite_names())}, "
+                                  f"got {list(self.variants)}")
+        if self.tvm_eval_faces < 1:
+            raise ConfigError("tvm_eval_faces must be >= 1")
         from facelm.converters.tflite import QUANT_TYPES
 
         if self.quant_type not in QUANT_TYPES:
@@ -131,12 +165,32 @@ class LoadedModel:
     cfg: Any
     weights_file: str
     weights_sha256: str | None
+    brought: Any = None  # facelm.converters.sources.BroughtModel for --model
+
+    @property
+    def reference_name(self) -> str:
+        """What the fp32 reference runs on: ``torch`` or ``onnxruntime``."""
+        return self.brought.reference_name if self.brought is not None else "torch"
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """fp32 reference heatmaps, (N, 3, S, S) -> (N, K, h, w)."""
+        if self.brought is not None:
+            return self.brought.reference(x)
+        from facelm.converters import onnx_export as ox
+
+        return ox.torch_heatmaps(self.model, x)
 
 
 def load_model(cfg: ConvertConfig) -> LoadedModel:
     """Resolve weights and config (see :class:`ConvertConfig`). Never falls back to random weights."""
     from facelm.model import build_model, load_checkpoint, load_config
 
+    if cfg.model is not None:
+        from facelm.converters.sources import DeclaredContract, load_source
+
+        declared = DeclaredContract.from_mapping(dict(cfg.contract or {}))
+        b = load_source(cfg.model, declared, cfg.weights)
+        return LoadedModel(b.module, None, b.weights_file, b.weights_sha256, brought=b)
     if cfg.random_init:
         import torch
 
@@ -267,6 +321,10 @@ class _Run:
     own_nmes: dict[str, np.ndarray] = field(default_factory=dict)
     drift_nmes: dict[str, np.ndarray] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: latencies measured once no background conversion competes for the CPU: name -> (fn, x, runs)
+    pending_latency: dict[str, tuple[Any, np.ndarray, int]] = field(default_factory=dict)
+    #: the TVM relax module imported from ``model.onnx`` (shared by the host and Android builds)
+    relax_module: Any = None
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -281,39 +339,64 @@ class _Run:
         """Drift of artifact ``name`` vs torch fp32 (manifest key ``drift_vs_torch``); keeps its NMEs for the report."""
         from facelm.quantization.drift import drift_report, landmark_drift
 
-        rep, own = drift_report(self.ref_hm, heatmaps, self.ref_lms, landmarks, self.contract.layout.name, self.gt,
-                                reference="torch_fp32")
-        self.drift_nmes[name] = landmark_drift(self.ref_lms, landmarks, self.contract.layout.name)[0]
-        if own is not None:
+        n = len(heatmaps)  # an artifact may be evaluated on the first n faces only (untuned TVM)
+        gt = None if self.gt is None else self.gt[:n]
+        rep, own = drift_report(self.ref_hm[:n], heatmaps, self.ref_lms[:n], landmarks, self.contract.layout.name,
+                                gt, reference="torch_fp32")
+        self.drift_nmes[name] = landmark_drift(self.ref_lms[:n], landmarks, self.contract.layout.name)[0]
+        if own is not None and n == len(self.ref_hm):
             self.own_nmes[name] = own
-        return rep.to_dict()
+        d = rep.to_dict()
+        if self.lm.reference_name != "torch":
+            d["reference"] = f"{self.lm.reference_name}_fp32"
+        if n != len(self.ref_hm):
+            d["faces"] = n
+        return d
 
 
 def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
     do_tflite, do_tvm = "tflite" in cfg.targets, "tvm" in cfg.targets
     stages = _Stages(4 + do_tflite + 2 * do_tvm)
-    with stages.stage("load weights"):
+    with stages.stage("load weights" if cfg.model is None else f"load {cfg.model}"):
         lm = load_model(cfg)
         if do_tvm:  # fail before any long work when TVM is missing
             from facelm.runtime.tvm import import_tvm
 
             import_tvm()
     with stages.stage(f"calibration ({cfg.num_calib}) and evaluation ({cfg.num_eval}) faces from {cfg.calib}"
-                      " + torch fp32 reference"):
+                      f" + {lm.reference_name} fp32 reference"):
         run = _prepare_run(cfg, tmp, lm)
     entries: list[ArtifactEntry] = []
-    with stages.stage("torch -> ONNX (opset 17) + onnxruntime parity"):
+    source = "torch" if lm.model is not None else "source ONNX"
+    with stages.stage(f"{source} -> ONNX (opset {17 if lm.brought is None else 'of the source'}) + onnxruntime parity"):
         entries += _onnx_stage(run)
     onnx_path = tmp / artifact_kind("onnx").file
-    if do_tflite:
-        with stages.stage(f"ONNX -> TFLite (onnx2tf, {cfg.quant_type}) + drift"):
-            entries += _tflite_stage(run, onnx_path)
-    if do_tvm:
-        with stages.stage(f"ONNX -> TVM host ({'untuned' if not cfg.tvm_trials else f'{cfg.tvm_trials} trials'}) + drift"):
-            entries += _tvm_host_stage(run, onnx_path)
-        with stages.stage("ONNX -> TVM Android arm64"):
-            entries += _tvm_android_stage(run, onnx_path)
-    with stages.stage("gates, manifest and report"):
+    with tempfile.TemporaryDirectory(prefix="facelm-onnx2tf-") as work:
+        job = None
+        if do_tflite:  # onnx2tf runs in its own process while this one compiles TVM (2 cores)
+            with stages.stage("start onnx2tf (background)"):
+                job = _start_tflite(run, onnx_path, Path(work))
+        try:
+            if do_tvm:
+                with stages.stage(f"ONNX -> TVM host ({'untuned' if not cfg.tvm_trials else f'{cfg.tvm_trials} trials'})"
+                                  " + drift"):
+                    entries += _tvm_host_stage(run, onnx_path)
+                with stages.stage("ONNX -> TVM Android arm64"):
+                    entries += _tvm_android_stage(run, onnx_path)
+            if job is not None:
+                with stages.stage(f"ONNX -> TFLite (onnx2tf, {cfg.quant_type}; wait) + metadata, drift, latency"):
+                    produced = job.wait()
+                    stages.timings["onnx2tf (background, total)"] = float(job.elapsed_s or 0.0)
+                    entries += _tflite_entries(run, produced)
+                    if cfg.keep_float:
+                        entries += _mixed_stage(run)
+        finally:
+            if job is not None:
+                job.kill()
+    entries.sort(key=lambda e: _CATALOGUE_ORDER.get(e.name, 99))
+    with stages.stage("gates, deferred latencies, manifest and report"):
+        for name, (fn, x, runs) in run.pending_latency.items():
+            run.latency[name] = _median_latency_ms(fn, x, runs)
         manifest, failures = _publish_manifest(run, entries, stages.timings)
     for f in failures:
         log.error("GATE FAILED: %s", f)
@@ -330,13 +413,16 @@ def _prepare_run(cfg: ConvertConfig, tmp: Path, lm: LoadedModel) -> _Run:
 
     contract = model_contract(lm)
     layout = contract.layout.layout
-    calib, evals = build_sets(cfg.calib, contract.model.input_side, layout, cfg.num_calib, cfg.num_eval)
+    calib, evals = build_sets(cfg.calib, contract.model.input_side, layout, cfg.num_calib, cfg.num_eval,
+                              synthetic_any_layout=lm.brought is not None)
     x_eval = evals.inputs(contract.preprocess.normalization)
-    ref_hm = ox.torch_heatmaps(lm.model, x_eval)
+    ref_hm = lm.reference(x_eval)
     torch_out = TensorSpec(ox.OUTPUT_NAME, (1,) + tuple(ref_hm.shape[1:]), "NCHW", "float32")
     run = _Run(cfg=cfg, tmp=tmp, lm=lm, contract=contract, tools=tool_versions(), calib=calib, evals=evals,
                x_eval=x_eval, ref_hm=ref_hm, ref_lms=np.empty(0), gt=evals.landmarks)
     run.ref_lms = run.landmarks(ref_hm, torch_out)
+    if lm.model is None:  # an ONNX source: its onnxruntime reference is the ONNX artifact itself
+        return run
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the report's latencies are all single-thread
     try:
@@ -356,6 +442,13 @@ def model_contract(lm: LoadedModel) -> ModelContract:
     from facelm.layouts import get_layout
     from facelm.preprocess import DEFAULT_NORMALIZATION
 
+    if lm.brought is not None:
+        b, d = lm.brought, lm.brought.declared
+        return ModelContract.build(
+            b.name, d.layout, d.input_size, b.heatmap_size, normalization=d.normalization(),
+            decode=d.decode_config(), input_name=ox.INPUT_NAME, input_layout="NCHW", output_name=ox.OUTPUT_NAME,
+            output_layout="NCHW", source=b.kind, config={"declared": d.to_dict(), "reference": b.reference_name},
+            weights_file=b.weights_file, weights_sha256=b.weights_sha256)
     mcfg = lm.cfg
     size, hm = int(mcfg.input_size), int(mcfg.heatmap_size)
     model = ModelSpec(
@@ -374,7 +467,10 @@ def _onnx_stage(run: _Run) -> list[ArtifactEntry]:
 
     kind = artifact_kind("onnx")
     m = run.contract.model
-    onnx_path = ox.export_onnx(run.lm.model, run.tmp / kind.file, m.input_side)
+    if run.lm.brought is not None:
+        onnx_path = run.lm.brought.write_onnx(run.tmp / kind.file)
+    else:
+        onnx_path = ox.export_onnx(run.lm.model, run.tmp / kind.file, m.input_side)
     ort_hm = ox.onnx_heatmaps(onnx_path, run.x_eval)
     run.parity["onnx"] = ox.max_abs_diff(run.ref_hm, ort_hm)
     out = TensorSpec(m.output_name, (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32")
@@ -392,19 +488,26 @@ def _tvm_host_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
 
     cfg, m = run.cfg, run.contract.model
     kind = artifact_kind("tvm_host")
-    b = tv.compile_host(onnx_path, run.tmp / kind.file, run.input_shape, trials=cfg.tvm_trials)
+    run.relax_module = tv.import_onnx(onnx_path, run.input_shape)
+    b = tv.compile_host(onnx_path, run.tmp / kind.file, run.input_shape, trials=cfg.tvm_trials,
+                        mod=run.relax_module)
     runner = tv.TvmRunner(b.path)
-    tvm_hm = runner.heatmaps(run.x_eval)
+    # an untuned module is slow (~1.5 s a face on the paper model): a few faces give its parity
+    # (still gated) and drift; a tuned one runs every evaluation face
+    n = len(run.x_eval) if cfg.tvm_trials else min(cfg.tvm_eval_faces, len(run.x_eval))
+    tvm_hm = runner.heatmaps(run.x_eval[:n])
     out = TensorSpec("output", (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32")
-    run.parity["tvm_host"] = ox.max_abs_diff(run.ref_hm, tvm_hm)
-    run.latency["tvm_host"] = _median_latency_ms(runner.invoke, run.x_eval[:1], cfg.latency_runs)
+    run.parity["tvm_host"] = ox.max_abs_diff(run.ref_hm[:n], tvm_hm)
+    # measured after onnx2tf finishes; an untuned module (~1.5 s a run on the paper model) gets 3 runs
+    run.pending_latency["tvm_host"] = (runner.invoke, run.x_eval[:1],
+                                       cfg.latency_runs if cfg.tvm_trials else min(3, cfg.latency_runs))
     return [artifact_entry_for(
         run.tmp, "tvm_host", target=b.target, input=TensorSpec("input", run.input_shape, "NCHW", "float32"),
-        output=out, op_counts=tv.relax_op_counts(tv.import_onnx(onnx_path, run.input_shape)),
+        output=out, op_counts=b.op_counts,
         parity={"max_abs": run.parity["tvm_host"]},
         drift_vs_torch=run.drift("tvm_host", tvm_hm, run.landmarks(tvm_hm, out)),
         notes=(f"MetaSchedule trials: {cfg.tvm_trials}; {b.tuned_kernels} kernels with tuned schedules"
-               if cfg.tvm_trials else "untuned"))]
+               if cfg.tvm_trials else f"untuned; parity and drift on {n} of {len(run.x_eval)} evaluation faces"))]
 
 
 def _tvm_android_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
@@ -412,7 +515,7 @@ def _tvm_android_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
     from facelm.converters import tvm as tv
 
     m = run.contract.model
-    a = tv.compile_android(onnx_path, run.tmp / "tvm", run.input_shape)
+    a = tv.compile_android(onnx_path, run.tmp / "tvm", run.input_shape, mod=run.relax_module)
     if not a.linked:
         run.warnings.append(a.note)
         log.warning("WARNING: %s", a.note)
@@ -465,49 +568,105 @@ def _onnx_max_rank(path: Path) -> int:
     return max(ranks) if ranks else 0
 
 
-def _tflite_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
-    """ONNX -> every TFLite variant (one onnx2tf run), each with metadata, op counts, drift and latency."""
+def wanted_variants(cfg: ConvertConfig) -> list[str]:
+    """The TFLite artifacts to write, in catalogue order (see :attr:`ConvertConfig.variants`)."""
+    from facelm.artifacts import tflite_names
+
+    if cfg.variants is not None:
+        return [n for n in tflite_names() if n in cfg.variants]
+    return [n for n in tflite_names() if not artifact_kind(n).optional or (n == "int16x8" and cfg.int16x8)]
+
+
+def _start_tflite(run: _Run, onnx_path: Path, work: Path):
+    """Start onnx2tf on a copy of ``onnx_path`` for the wanted variants (one calibration)."""
+    from facelm.converters.tflite import start_onnx2tf
+
+    cfg, norm = run.cfg, run.contract.preprocess.normalization
+    return start_onnx2tf(onnx_path, run.calib.unit_nhwc(norm), norm.mean, norm.std, work,
+                         quant_type=cfg.quant_type, variants=wanted_variants(cfg))
+
+
+def _tflite_entries(run: _Run, produced: dict[str, Path]) -> list[ArtifactEntry]:
+    """Every TFLite variant onnx2tf wrote: metadata, op counts, drift and latency."""
     from tqdm import tqdm
 
-    from facelm.artifacts import tflite_names
-    from facelm.converters.tflite import VARIANT_BY_NAME, count_ops, embed_metadata, run_onnx2tf
+    from facelm.converters.tflite import VARIANT_BY_NAME, count_ops, embed_metadata, ensure_nhwc_output
+    from facelm.runtime.tflite import TfliteRunner, dequantize
+
+    cfg = run.cfg
+    entries = []
+    wanted = wanted_variants(cfg)
+    for name in tqdm(wanted, desc="TFLite variants", unit="model", leave=False):
+        if name not in produced:
+            raise ConversionError(f"onnx2tf did not write the {name} model")
+        kind, v = artifact_kind(name), VARIANT_BY_NAME[name]
+        dst = run.tmp / kind.file
+        shutil.copyfile(produced[name], dst)
+        m = run.contract.model
+        if ensure_nhwc_output(dst, (1, m.num_keypoints) + tuple(m.heatmap_size)):
+            log.info("  %s: onnx2tf left the heatmaps NCHW; appended one TRANSPOSE to NHWC", name)
+        runner = TfliteRunner(dst, num_threads=1)
+        meta = dict(run.contract.to_dict(), tools=run.tools,
+                    artifact=dict(kind.to_dict(), name=name, quant_type=cfg.quant_type,
+                                  input=runner.input_spec.to_dict(), output=runner.output_spec.to_dict()))
+        embed_metadata(dst, meta)
+        runner = TfliteRunner(dst, num_threads=1)  # evaluate the file as shipped
+        raw = runner.run_raw(run.x_eval)
+        q = runner.output_spec.quantization
+        hm = dequantize(raw, q).transpose(0, 3, 1, 2)
+        # int8 outputs are decoded directly on the integers (the phone's path)
+        drift = run.drift(name, hm, run.landmarks(raw, runner.output_spec))
+        ops, rank = count_ops(dst)
+        p = {}
+        if kind.float_reference:  # its max_abs is the heatmap difference vs torch
+            run.parity[name] = float(drift["max_abs"])
+            p = {"max_abs": run.parity[name]}
+        run.latency[name] = _median_latency_ms(runner.invoke, runner.prepare(run.x_eval[:1]), cfg.latency_runs)
+        notes = f"{v.weights} weights, {v.activations} activations, {v.io} input/output; {cfg.quant_type}"
+        if rank > 4:
+            notes += f"; WARNING: rank-{rank} tensors (the TFLite GPU delegate accepts rank <= 4)"
+        entries.append(artifact_entry_for(
+            run.tmp, name, input=runner.input_spec, output=runner.output_spec, op_counts=ops,
+            max_tensor_rank=rank, parity=p, drift_vs_torch=drift, notes=notes, checks=_gpu_checks(dst)))
+    return entries
+
+
+def _gpu_checks(path: Path) -> dict:
+    """Manifest ``checks`` of a ``.tflite``: static GPU delegate readiness (facelm.quantization.delegates)."""
+    from facelm.quantization.delegates import gpu_check
+
+    return gpu_check(path)
+
+
+def _mixed_stage(run: _Run) -> list[ArtifactEntry]:
+    """``int8_mixed.tflite``: fp32.tflite re-quantized with the fewest layers float (facelm.quantization.mixed)."""
+    from facelm.converters.tflite import count_ops, embed_metadata
+    from facelm.fileio import atomic_write_bytes
+    from facelm.quantization.mixed import mixed_precision, parse_keep_float
     from facelm.runtime.tflite import TfliteRunner, dequantize
 
     cfg, norm = run.cfg, run.contract.preprocess.normalization
-    entries = []
-    with tempfile.TemporaryDirectory(prefix="facelm-onnx2tf-") as work:
-        t0 = time.perf_counter()
-        produced = run_onnx2tf(onnx_path, run.calib.unit_nhwc(norm), norm.mean, norm.std, work,
-                               quant_type=cfg.quant_type)
-        log.info("  onnx2tf wrote %d models in %.1f s", len(produced), time.perf_counter() - t0)
-        wanted = [n for n in tflite_names() if not artifact_kind(n).optional or (n == "int16x8" and cfg.int16x8)]
-        for name in tqdm(wanted, desc="TFLite variants", unit="model", leave=False):
-            if name not in produced:
-                raise ConversionError(f"onnx2tf did not write the {name} model")
-            kind, v = artifact_kind(name), VARIANT_BY_NAME[name]
-            dst = run.tmp / kind.file
-            shutil.copyfile(produced[name], dst)
-            runner = TfliteRunner(dst, num_threads=1)
-            meta = dict(run.contract.to_dict(), tools=run.tools,
-                        artifact=dict(kind.to_dict(), name=name, quant_type=cfg.quant_type,
-                                      input=runner.input_spec.to_dict(), output=runner.output_spec.to_dict()))
-            embed_metadata(dst, meta)
-            runner = TfliteRunner(dst, num_threads=1)  # evaluate the file as shipped
-            raw = runner.run_raw(run.x_eval)
-            q = runner.output_spec.quantization
-            hm = dequantize(raw, q).transpose(0, 3, 1, 2)
-            # int8 outputs are decoded directly on the integers (the phone's path)
-            drift = run.drift(name, hm, run.landmarks(raw, runner.output_spec))
-            ops, rank = count_ops(dst)
-            p = {}
-            if kind.float_reference:  # its max_abs is the heatmap difference vs torch
-                run.parity[name] = float(drift["max_abs"])
-                p = {"max_abs": run.parity[name]}
-            run.latency[name] = _median_latency_ms(runner.invoke, runner.prepare(run.x_eval[:1]), cfg.latency_runs)
-            notes = f"{v.weights} weights, {v.activations} activations, {v.io} input/output; {cfg.quant_type}"
-            if rank > 4:
-                notes += f"; WARNING: rank-{rank} tensors (the TFLite GPU delegate accepts rank <= 4)"
-            entries.append(artifact_entry_for(
-                run.tmp, name, input=runner.input_spec, output=runner.output_spec, op_counts=ops,
-                max_tensor_rank=rank, parity=p, drift_vs_torch=drift, notes=notes))
-    return entries
+    kind = artifact_kind("int8_mixed")
+    fp32 = run.tmp / artifact_kind("fp32").file
+    calib = np.ascontiguousarray(run.calib.inputs(norm).transpose(0, 2, 3, 1))
+    res = mixed_precision(fp32.read_bytes(), calib, run.x_eval, run.ref_lms, run.contract,
+                          parse_keep_float(cfg.keep_float), cfg.drift_target, cfg.quant_type == "per-channel")
+    dst = atomic_write_bytes(run.tmp / kind.file, res.model)
+    runner = TfliteRunner(dst, num_threads=1)
+    embed_metadata(dst, dict(run.contract.to_dict(), tools=run.tools,
+                             artifact=dict(kind.to_dict(), name=kind.name, quant_type=cfg.quant_type,
+                                           input=runner.input_spec.to_dict(), output=runner.output_spec.to_dict())))
+    runner = TfliteRunner(dst, num_threads=1)
+    raw = runner.run_raw(run.x_eval)
+    hm = dequantize(raw, runner.output_spec.quantization).transpose(0, 3, 1, 2)
+    drift = run.drift(kind.name, hm, run.landmarks(raw, runner.output_spec))
+    run.latency[kind.name] = _median_latency_ms(runner.invoke, runner.prepare(run.x_eval[:1]), cfg.latency_runs)
+    ops, rank = count_ops(dst)
+    if not res.reached:
+        run.warnings.append(f"int8_mixed: drift target {cfg.drift_target:g} not reached ({res.drift:.4g} with "
+                            f"{len(res.kept)} float layers)")
+    kept = ", ".join(res.kept) or "none"
+    return [artifact_entry_for(run.tmp, kind.name, input=runner.input_spec, output=runner.output_spec,
+                               op_counts=ops, max_tensor_rank=rank, drift_vs_torch=drift,
+                               checks=dict(_gpu_checks(dst), mixed_search=res.record()),
+                               notes=f"int8 with float layers: {kept}; {cfg.quant_type}")]

@@ -192,7 +192,17 @@ def write_calibration_inputs(workdir: Path, calib01: np.ndarray) -> Path:
     return calib_path
 
 
-def run_onnx2tf(
+def run_onnx2tf(onnx_path: str | os.PathLike, calib01: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                workdir: str | os.PathLike, **kwargs: Any) -> dict[str, Path]:
+    """Convert one ONNX model to TFLite variants and wait (see :func:`start_onnx2tf` for the arguments).
+
+    Returns:
+        Variant name -> path of the ``.tflite`` written (inside ``workdir``).
+    """
+    return start_onnx2tf(onnx_path, calib01, mean, std, workdir, **kwargs).wait()
+
+
+def start_onnx2tf(
     onnx_path: str | os.PathLike,
     calib01: np.ndarray,
     mean: Sequence[float],
@@ -202,25 +212,42 @@ def run_onnx2tf(
     input_name: str = "input",
     timeout_s: float = 3600.0,
     same_padding_deconv: bool = True,
-) -> dict[str, Path]:
-    """Convert one ONNX model to every TFLite variant.
+    variants: Sequence[str] | None = None,
+    progress_every_s: float = 30.0,
+    one_calibration: bool = True,
+) -> "Onnx2tfJob":
+    """Start converting one ONNX model to TFLite variants in a subprocess; :meth:`Onnx2tfJob.wait` collects them.
+
+    The caller may do other work meanwhile (the pipeline compiles TVM): a thread logs
+    ``onnx2tf: k/n models written (+name), t s elapsed`` as files appear and at least every
+    ``progress_every_s``.
 
     Args:
-        onnx_path: static-shape ONNX model with one NCHW input ``input_name``.
+        onnx_path: static-shape ONNX model with one NCHW input ``input_name``. It is copied
+            into ``workdir`` first: onnx2tf rewrites its input file in place.
         calib01: (N, H, W, 3) float32 calibration crops in [0, 1].
-        mean, std: per-channel normalisation applied by onnx2tf to ``calib01``.
+        mean, std: per-channel normalisation applied to ``calib01``.
         workdir: an empty folder; onnx2tf runs with it as working directory.
         quant_type: ``"per-channel"`` or ``"per-tensor"``.
         same_padding_deconv: lower qualifying ConvTranspose nodes to SAME TRANSPOSE_CONV
             with no crop (:func:`same_padding_replacements`); callers check parity.
-    Returns:
-        Variant name -> path of the ``.tflite`` onnx2tf wrote (inside ``workdir``).
+        variants: the variant names wanted (default: every non-optional one).
+        one_calibration: run :mod:`facelm.converters.onnx2tf_worker` (onnx2tf as a library,
+            only the wanted variants, calibration data run once; the int8 models are
+            identical to onnx2tf's); ``False`` runs the stock ``onnx2tf -oiqt`` CLI (every
+            variant, one calibration per integer variant).
     Raises:
-        ConversionError: onnx2tf missing, an op it cannot convert, a crash or a timeout.
+        ConversionError: onnx2tf missing, an op it cannot convert (before starting).
     """
+    import json
+
     if quant_type not in QUANT_TYPES:
         raise ConversionError(f"quant_type must be one of {QUANT_TYPES}, got {quant_type!r}")
     check_onnx2tf_ops(onnx_path)
+    wanted = list(variants) if variants is not None else [v.name for v in VARIANTS if not v.optional]
+    unknown = [w for w in wanted if w not in VARIANT_BY_NAME]
+    if unknown or not wanted:
+        raise ConversionError(f"unknown TFLite variant(s) {unknown or wanted}; known: {[v.name for v in VARIANTS]}")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     model_copy = work / "model.onnx"
@@ -229,37 +256,105 @@ def run_onnx2tf(
     extra: list[str] = []
     replacements = same_padding_replacements(model_copy) if same_padding_deconv else []
     if replacements:
-        import json
-
         (work / "param_replacement.json").write_text(
             json.dumps({"format_version": 1, "operations": replacements}, indent=1), encoding="utf-8")
         extra = ["-prf", "param_replacement.json"]
-    as_list = lambda v: "[[[[" + ",".join(f"{float(a):.8g}" for a in v) + "]]]]"  # noqa: E731 (1,1,1,C) NHWC
-    cmd = _onnx2tf_command() + [
-        "-i", model_copy.name, "-o", "out", "-oiqt", "-qt", quant_type,
-        "-cind", input_name, calib_path.name, as_list(mean), as_list(std),
-        "-v", "error",
-    ] + extra
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    log.debug("running %s in %s", " ".join(cmd), work)
-    try:
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise ConversionError(f"onnx2tf did not finish in {timeout_s:.0f} s") from exc
-    log_text = (proc.stdout or "") + (proc.stderr or "")
-    (work / "onnx2tf.log").write_text(log_text, encoding="utf-8")
-    if proc.returncode != 0:
-        raise ConversionError(f"{explain_onnx2tf_failure(log_text, onnx_path)} "
-                              f"(full log: {work / 'onnx2tf.log'})")
-    found = {}
-    for v in VARIANTS:
-        p = work / "out" / f"model_{v.suffix}.tflite"
-        if p.is_file():
-            found[v.name] = p
-    missing = [v.name for v in VARIANTS if not v.optional and v.name not in found]
-    if missing:
-        raise ConversionError(f"onnx2tf finished but wrote no {missing} model; log: {work / 'onnx2tf.log'}")
-    return found
+    if one_calibration:
+        spec = {"onnx": model_copy.name, "out": "out", "variants": wanted, "calib": calib_path.name,
+                "mean": [float(a) for a in mean], "std": [float(a) for a in std], "quant_type": quant_type,
+                "param_replacement": "param_replacement.json" if replacements else ""}
+        (work / "worker.json").write_text(json.dumps(spec), encoding="utf-8")
+        cmd = [sys.executable, "-m", "facelm.converters.onnx2tf_worker", "worker.json"]
+    else:  # the stock onnx2tf CLI: every variant, one calibration per integer variant
+        as_list = lambda v: "[[[[" + ",".join(f"{float(a):.8g}" for a in v) + "]]]]"  # noqa: E731 (1,1,1,C) NHWC
+        cmd = _onnx2tf_command() + ["-i", model_copy.name, "-o", "out", "-v", "error"] + extra
+        if any(VARIANT_BY_NAME[w].suffix not in ("float32", "float16") for w in wanted):
+            cmd += ["-oiqt", "-qt", quant_type, "-cind", input_name, calib_path.name, as_list(mean), as_list(std)]
+    return Onnx2tfJob(cmd, work, [VARIANT_BY_NAME[w] for w in wanted], Path(onnx_path), timeout_s, progress_every_s)
+
+
+class Onnx2tfJob:
+    """A running onnx2tf conversion (see :func:`start_onnx2tf`)."""
+
+    def __init__(self, cmd: list[str], work: Path, expect: Sequence[Variant], onnx_path: Path, timeout_s: float,
+                 every_s: float) -> None:
+        import threading
+        import time
+
+        self.work, self.expect, self.onnx_path, self.timeout_s = work, list(expect), onnx_path, timeout_s
+        self.t0 = time.perf_counter()
+        self.elapsed_s: float | None = None
+        self._logf = tempfile_log(work)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+        log.debug("running %s in %s", " ".join(cmd), work)
+        self.proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=self._logf, stderr=subprocess.STDOUT, text=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._progress, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _written(self) -> list[str]:
+        return [v.name for v in self.expect if (self.work / "out" / f"model_{v.suffix}.tflite").is_file()]
+
+    def _progress(self, every_s: float) -> None:
+        import time
+
+        seen: list[str] = []
+        last = self.t0
+        while not self._stop.wait(2.0) and self.proc.poll() is None:
+            now = time.perf_counter()
+            new = [n for n in self._written() if n not in seen]
+            if new or now - last >= every_s:
+                seen += new
+                log.info("  onnx2tf: %d/%d models written%s, %.0f s elapsed", len(seen), len(self.expect),
+                         f" (+{', '.join(new)})" if new else "", now - self.t0)
+                last = now
+
+    def wait(self) -> dict[str, Path]:
+        """Block until onnx2tf ends; variant name -> written ``.tflite``.
+
+        Raises:
+            ConversionError: a crash (naming the failing op and node when onnx2tf says), a
+                missing variant or a timeout (the process is killed).
+        """
+        import time
+
+        try:
+            remaining = max(1.0, self.timeout_s - (time.perf_counter() - self.t0))
+            try:
+                self.proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                raise ConversionError(f"onnx2tf did not finish in {self.timeout_s:.0f} s") from None
+        finally:
+            self.kill()
+        self.elapsed_s = time.perf_counter() - self.t0
+        self._logf.seek(0)
+        log_text = self._logf.read()
+        self._logf.close()
+        (self.work / "onnx2tf.log").write_text(log_text, encoding="utf-8")
+        if self.proc.returncode != 0:
+            raise ConversionError(f"{explain_onnx2tf_failure(log_text, self.onnx_path)} "
+                                  f"(full log: {self.work / 'onnx2tf.log'})")
+        found = {v.name: self.work / "out" / f"model_{v.suffix}.tflite" for v in self.expect}
+        missing = [n for n, p in found.items() if not p.is_file()]
+        if missing:
+            raise ConversionError(f"onnx2tf finished but wrote no {missing} model; log: {self.work / 'onnx2tf.log'}")
+        log.info("  onnx2tf: %d/%d models written in %.1f s", len(found), len(self.expect), self.elapsed_s)
+        return found
+
+    def kill(self) -> None:
+        """Stop the process (if running) and the progress thread."""
+        self._stop.set()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._thread.join(timeout=5)
+
+
+def tempfile_log(folder: Path):
+    """A text temp file in ``folder`` for a subprocess's output (deleted on close)."""
+    import tempfile
+
+    return tempfile.TemporaryFile(mode="w+", dir=folder, encoding="utf-8", errors="replace")
 
 
 # ---------------------------------------------------------------------- inspection
@@ -289,6 +384,82 @@ def count_ops(path: str | os.PathLike) -> tuple[dict[str, int], int]:
         for t in range(sg.TensorsLength()):
             max_rank = max(max_rank, sg.Tensors(t).ShapeLength())
     return dict(sorted(counts.items())), max_rank
+
+
+def ensure_nhwc_output(path: str | os.PathLike, nchw_shape: Sequence[int]) -> bool:
+    """Make a ``.tflite`` file's heatmap output NHWC, in place, when onnx2tf left it NCHW.
+
+    onnx2tf usually ends a heatmap model in NHWC, but not always: a graph that ends in an
+    elementwise op with a constant NCHW operand (an ``Add`` of a prior, say) comes out
+    NCHW. facelm's runtime reads TFLite heatmaps as NHWC, so such a file gets one
+    ``TRANSPOSE`` (perm 0, 2, 3, 1) appended, keeping the output's name, dtype and
+    quantization (a transpose moves values only: int8 stays exact).
+
+    Args:
+        path: the ``.tflite`` file (rewritten through a temp file when changed).
+        nchw_shape: (1, K, h, w) of the model's heatmaps.
+    Returns:
+        True when a TRANSPOSE was added; False when the output was NHWC already (or K == h == w,
+        where the two layouts cannot be told apart).
+    Raises:
+        ConversionError: the output is neither (1, K, h, w) nor (1, h, w, K).
+    """
+    import copy
+
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    _, k, h, w = (int(v) for v in nchw_shape)
+    path = Path(path)
+    model = fbu.read_model(str(path))
+    sg = model.subgraphs[0]
+    out_idx = int(sg.outputs[0])
+    t = sg.tensors[out_idx]
+    shape = [int(v) for v in t.shape]
+    if shape == [1, h, w, k]:
+        return False
+    if shape != [1, k, h, w]:
+        raise ConversionError(f"{path.name}: output shape {tuple(shape)} is neither NHWC {(1, h, w, k)} nor "
+                              f"NCHW {(1, k, h, w)}")
+    perm_buf = schema.BufferT()
+    perm_buf.data = np.frombuffer(np.array([0, 2, 3, 1], "<i4").tobytes(), np.uint8)
+    model.buffers.append(perm_buf)
+    perm = schema.TensorT()
+    perm.shape, perm.type, perm.buffer, perm.name = [4], schema.TensorType.INT32, len(model.buffers) - 1, b"facelm_to_nhwc_perm"
+    empty = schema.BufferT()
+    model.buffers.append(empty)
+    new = schema.TensorT()
+    new.shape, new.type, new.buffer = [1, h, w, k], t.type, len(model.buffers) - 1
+    new.name = t.name
+    new.quantization = copy.deepcopy(t.quantization)
+    t.name = (t.name.decode() if isinstance(t.name, bytes) else str(t.name)) + "_nchw"
+    sg.tensors += [perm, new]
+    perm_idx, new_idx = len(sg.tensors) - 2, len(sg.tensors) - 1
+    codes = model.operatorCodes
+    version = 1 if t.type == schema.TensorType.FLOAT32 else 2
+    op_code = next((i for i, c in enumerate(codes) if max(c.builtinCode, c.deprecatedBuiltinCode) ==
+                    schema.BuiltinOperator.TRANSPOSE), None)
+    if op_code is None:
+        c = schema.OperatorCodeT()
+        c.builtinCode = schema.BuiltinOperator.TRANSPOSE
+        c.deprecatedBuiltinCode = schema.BuiltinOperator.TRANSPOSE
+        c.version = version
+        codes.append(c)
+        op_code = len(codes) - 1
+    else:
+        codes[op_code].version = max(codes[op_code].version, version)
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = op_code, [out_idx, perm_idx], [new_idx]
+    op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.TransposeOptions, schema.TransposeOptionsT()
+    sg.operators.append(op)
+    sg.outputs = [new_idx]
+    for sd in model.signatureDefs or []:
+        for tm in sd.outputs or []:
+            if int(tm.tensorIndex) == out_idx:
+                tm.tensorIndex = new_idx
+    with atomic_path(path, suffix=".tflite") as tmp:
+        fbu.write_model(model, str(tmp))
+    return True
 
 
 def embed_metadata(path: str | os.PathLike, payload: dict[str, Any], name: str = METADATA_NAME) -> None:

@@ -7,7 +7,9 @@ so calibration, drift evaluation, training and the runtime see identical inputs.
 Sources (``source`` argument):
 
 - ``"synthetic"``: :func:`facelm.data.synth.generate_aligned` faces (calibration and evaluation
-  use different seeds, so they are disjoint).
+  use different seeds, so they are disjoint). They are JD-106 faces: for a model of another
+  layout (a brought iBUG-68 model) they are still aligned faces for calibration and drift,
+  but carry no ground truth of that layout (``landmarks`` is ``None``; no own NME).
 - a data set that :func:`facelm.data.sources.load_records` reads: a JD-landmark folder
   (``picture/`` + ``landmark/``), a WFLW annotation ``.txt`` or a 300W folder of ``.pts`` files.
 - an image folder: ``NAME.jpg|png|bmp`` with a sidecar ``NAME.txt`` / ``NAME.jpg.txt``
@@ -179,13 +181,17 @@ def align_faces(faces: list[_Face], input_size: int, source: str) -> FaceSet:
                    [f.name for f in faces], source)
 
 
-def synthetic_faces(count: int, input_size: int, seed: int) -> FaceSet:
-    """``count`` synthetic JD-106 faces aligned to ``input_size`` (deterministic in ``seed``)."""
+def synthetic_faces(count: int, input_size: int, seed: int, with_landmarks: bool = True) -> FaceSet:
+    """``count`` synthetic JD-106 faces aligned to ``input_size`` (deterministic in ``seed``).
+
+    ``with_landmarks=False`` drops the JD-106 ground truth (for a model of another layout).
+    """
     from facelm.data.synth import generate_aligned
 
     d = generate_aligned(count, seed, input_size)
-    return FaceSet(d["crops"], d["landmarks"].astype(np.float64),
-                   [f"synthetic:{seed}:{i}" for i in range(count)], f"synthetic (seed {seed})")
+    lms = d["landmarks"].astype(np.float64) if with_landmarks else None
+    note = "" if with_landmarks else ", JD-106 faces: no ground truth for this layout"
+    return FaceSet(d["crops"], lms, [f"synthetic:{seed}:{i}" for i in range(count)], f"synthetic (seed {seed}{note})")
 
 
 def build_sets(
@@ -194,6 +200,7 @@ def build_sets(
     layout: str | Layout = "jd106",
     num_calib: int = DEFAULT_CALIB_SIZE,
     num_eval: int = DEFAULT_EVAL_SIZE,
+    synthetic_any_layout: bool = False,
 ) -> tuple[FaceSet, FaceSet]:
     """Disjoint calibration and evaluation sets.
 
@@ -203,6 +210,8 @@ def build_sets(
         layout: landmark layout of the annotations.
         num_calib, num_eval: wanted sizes. A folder with fewer than ``num_calib + num_eval``
             images gives half (at most ``num_eval``) to evaluation and the rest to calibration.
+        synthetic_any_layout: accept ``"synthetic"`` for a layout other than JD-106 (faces
+            without ground truth: calibration and drift only). Otherwise that is refused.
     Returns:
         ``(calibration, evaluation)``.
     """
@@ -210,10 +219,11 @@ def build_sets(
         raise InputError(f"need at least one calibration and one evaluation face, got {num_calib}, {num_eval}")
     lay = get_layout(layout)
     if str(source) == "synthetic":
-        if lay.name != "jd106":
+        gt = lay.name == "jd106"
+        if not gt and not synthetic_any_layout:
             raise InputError(f"synthetic faces are JD-106; the model's layout is {lay.name}")
-        return (synthetic_faces(num_calib, input_size, CALIB_SEED),
-                synthetic_faces(num_eval, input_size, EVAL_SEED))
+        return (synthetic_faces(num_calib, input_size, CALIB_SEED, gt),
+                synthetic_faces(num_eval, input_size, EVAL_SEED, gt))
     faces = _faces_from_folder(Path(source), lay)
     if len(faces) < 2:
         raise InputError(f"{source}: need at least 2 annotated faces (calibration + evaluation), found {len(faces)}")

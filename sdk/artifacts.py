@@ -76,6 +76,7 @@ CATALOGUE: tuple[ArtifactKind, ...] = (
     ArtifactKind("int8_io", "int8_io.tflite", "tflite", "int8", "int8", "int8", "any", "tflite"),
     ArtifactKind("int16x8", "int16x8.tflite", "tflite", "int16", "int8", "float32", "any", "tflite",
                  optional=True),
+    ArtifactKind("int8_mixed", "int8_mixed.tflite", "tflite", "int8", "int8", "float32", "any", "tflite", optional=True),
     ArtifactKind("tvm_host", "tvm/host.so", "tvm_so", "fp32", "float32", "float32", "host", "tvm"),
     ArtifactKind("tvm_android", "tvm/android.tar", "tvm_tar", "fp32", "float32", "float32", "android-arm64",
                  "tvm", alternatives=(("tvm/android.so", "tvm_so"),)),

@@ -154,9 +154,12 @@ def _now() -> str:
 
 
 def _record(runner, target: Target, options: BenchOptions) -> dict:
+    facts = runner.facts()
     return {
         "schema": rec.SCHEMA, "time": _now(), "backend": runner.backend, "status": "ok", "error": None,
-        "stderr_tail": None, "device": runner.facts().to_dict(),
+        "stderr_tail": None, "device": facts.to_dict(),
+        # an emulated device (ro.facelm.emulated): real numerics, timings that are no phone's
+        "emulated": facts.emulated,
         "artifact": {"name": target.name, "path": str(target.path), "sha256": target.sha256, "size": target.size,
                      "manifest": str(target.manifest_dir) if target.manifest_dir else None,
                      "integrity": target.integrity},
@@ -302,8 +305,8 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
             rec.check_output_path(out, flag)
     want_tvm = tvm_rpc is not None or (local and _have_tvm())
     targets = resolve_targets(path, artifacts, ("tflite", "tvm_so") if want_tvm else ("tflite",))
-    if not artifacts:  # a host cannot load Android libraries, a phone cannot load host ones
-        targets = [t for t in targets if t.fmt != "tvm_so" or t.android != bool(local)]
+    if not artifacts:  # this host loads only host TVM libraries (not linux-arm64 or Android ones), a phone Android ones
+        targets = [t for t in targets if t.fmt != "tvm_so" or t.platform == ("host" if local else "android-arm64")]
     targets, native = split_native(targets, allow_native_code, artifacts)
     notes = []
     if native:

@@ -35,6 +35,10 @@ echo @@status; dumpsys thermalservice 2>/dev/null | grep -i 'Thermal Status'
 echo @@end
 """
 
+#: System property an emulated device sets to its emulator's name (the arm64 virtual device
+#: sets ``qemu-aarch64``); no phone has it.
+EMULATED_PROP = "ro.facelm.emulated"
+
 CPU_ZONE = re.compile(r"cpu|tsens|soc|apc|cluster|little|big|gold|silver|kryo", re.I)
 
 
@@ -78,6 +82,15 @@ class DeviceFacts:
     governors: dict = field(default_factory=dict)
     mem_total_mb: float | None = None
     thermal: Thermal = field(default_factory=Thermal)
+    #: the emulator when the device runs its code emulated (``ro.facelm.emulated``, e.g.
+    #: ``"qemu-aarch64"`` on ``facelm virtual-device --arch arm64``), else None. An emulated
+    #: device's numerics are real; its timings are not phone timings.
+    emulator: str | None = None
+
+    @property
+    def emulated(self) -> bool:
+        """True when the device's timings come from an emulator (never report them as a phone's)."""
+        return bool(self.emulator)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -214,6 +227,7 @@ def parse_facts(serial: str, text: str) -> DeviceFacts:
         governors=governors,
         mem_total_mb=mem,
         thermal=parse_thermal(sec),
+        emulator=props.get(EMULATED_PROP) or None,
     )
 
 

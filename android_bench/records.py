@@ -3,12 +3,16 @@
 Schema (``schema: 1``)::
 
     {"schema", "time", "backend", "status": "ok"|"failed", "error", "stderr_tail",
-     "device": {facts}, "artifact": {"name", "path", "sha256", "size", "manifest",
+     "device": {facts}, "emulated": bool, "artifact": {"name", "path", "sha256", "size", "manifest",
      "integrity": "verified: manifest sha256" | "unverified: no manifest"},
      "options": {...}, "latency_ms": {"mean", "median", "p90", "p99", "std", "min",
      "max", "init", "first", "warmup_mean", "count", "basis"},
      "memory_mb": {"init", "overall", "peak"},
      "thermal": {"before": {...}, "after": {...}}, "drift_vs_host": null | {...}}   # device vs host fp32 TFLite (facelm.quantization.drift.DriftReport)
+
+``emulated`` is true when the device ran the code on an emulated CPU (``device.emulator``,
+e.g. ``qemu-aarch64`` for ``facelm virtual-device --arch arm64``): its drift is real, its
+latency and memory are not a phone's (the report shows them as not comparable).
 """
 from __future__ import annotations
 

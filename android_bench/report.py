@@ -19,6 +19,21 @@ COLUMNS = ("device", "artifact", "backend", "delegate", "threads", "status", "me
            "std", "min", "init", "first", "mem_mb", "psnr_db", "nme_drift_vs_host")
 
 
+#: What an emulated device's latency and memory cells say: its timings are no phone's.
+NOT_COMPARABLE = "not comparable (emulated)"
+#: Cells an emulated record does not report as figures (its drift columns are kept: real numerics).
+TIMING_CELLS = ("mean", "median", "p90", "p99", "std", "min", "init", "first", "mem_mb")
+
+
+EMULATED_NOTE = (" Rows marked [emulated] ran on an emulated CPU (qemu): their drift is real (computed on that "
+                 f"CPU's numerics); their latency and memory are {NOT_COMPARABLE!r} with a phone's.")
+
+
+def is_emulated(record: dict) -> bool:
+    """True for a record from an emulated device (``"emulated"``, or the device facts' ``emulator``)."""
+    return bool(record.get("emulated") or (record.get("device") or {}).get("emulator"))
+
+
 @dataclass(frozen=True)
 class Row:
     key: tuple
@@ -50,6 +65,9 @@ def rows_of(records: list[dict]) -> list[Row]:
             "mem_mb": (r.get("memory_mb") or {}).get("overall"),
             "psnr_db": drift.get("psnr_db"), "nme_drift_vs_host": drift.get("mean"),
         }
+        if is_emulated(r):  # the drift is kept (computed on the emulated CPU); timings are not a phone's
+            cells["device"] += f" [emulated: {d.get('emulator') or 'yes'}]"
+            cells.update(dict.fromkeys(TIMING_CELLS, NOT_COMPARABLE))
         key = (d.get("model"), d.get("soc"), a.get("name"), r.get("backend"),
                tuple(sorted((k, str(v)) for k, v in o.items())))
         out.append(Row(key, cells))
@@ -57,7 +75,8 @@ def rows_of(records: list[dict]) -> list[Row]:
 
 
 def _ratio(a, b):
-    return None if a in (None, 0) or b is None else b / a
+    num = (int, float)
+    return None if not isinstance(a, num) or not isinstance(b, num) or a == 0 else b / a
 
 
 def table(base: list[Row], other: list[Row] | None = None) -> tuple[list[str], list[list[str]]]:
@@ -99,7 +118,7 @@ def plot_latency(base: list[Row], path: Path, other: list[Row] | None = None) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in base if r.cells["mean"] is not None]
+    ok = [r for r in base if isinstance(r.cells["mean"], (int, float))]  # emulated rows have no latency
     if not ok:
         return None
     labels = [f"{r.cells['artifact']} · {r.cells['device']} · {r.cells['delegate']}x{r.cells['threads']}" for r in ok]
@@ -111,7 +130,8 @@ def plot_latency(base: list[Row], path: Path, other: list[Row] | None = None) ->
     if other is not None:
         by_key = {r.key: r for r in other}
         vals = [(by_key.get(r.key).cells["mean"] if by_key.get(r.key) else None) for r in ok]
-        ax.barh([v + h / 2 for v in y], [v or 0 for v in vals], height=h, label="other", color="#dd8452")
+        vals = [v if isinstance(v, (int, float)) else 0 for v in vals]
+        ax.barh([v + h / 2 for v in y], vals, height=h, label="other", color="#dd8452")
         ax.legend()
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
@@ -144,7 +164,7 @@ def report(results: Path, out_dir: Path | None = None, compare: Path | None = No
     plot = plot_latency(base, out_dir / "latency.png", other)
     title = f"facelm bench: {Path(results).name}" + (f" vs {Path(compare).name}" if compare else "")
     if fmt == "md":
-        text = f"# {title}\n\nLatency in ms; memory in MB; nme_drift_vs_host is the device-vs-host landmark drift (NME against the host fp32 TFLite), a fraction of the face size.\n\n" \
+        text = f"# {title}\n\nLatency in ms; memory in MB; nme_drift_vs_host is the device-vs-host landmark drift (NME against the host fp32 TFLite), a fraction of the face size.{EMULATED_NOTE if any(map(is_emulated, base_recs)) else ''}\n\n" \
                + markdown(header, body) + (f"\n![latency](latency.png)\n" if plot else "")
         path = out_dir / "report.md"
     else:

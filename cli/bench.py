@@ -15,7 +15,7 @@ from pathlib import Path
 
 from facelm.android_bench.bench import NATIVE_CODE_WHY, UNVERIFIED, bench
 from facelm.android_bench.config import DELEGATES, BenchOptions
-from facelm.android_bench.report import report
+from facelm.android_bench.report import NOT_COMPARABLE, is_emulated, report
 from facelm.errors import DeviceError
 
 from ._args import adb_from_args, add_adb_flags, defaults_of, print_help_of
@@ -141,8 +141,11 @@ def _summary(records: list[dict]) -> None:
     for r in records:
         lat = r.get("latency_ms") or {}
         d = r.get("drift_vs_host") or {}
-        line = (f"{r['device']['serial']:<22} {r['artifact']['name']:<20} {r['status']:<6} "
-                f"mean {lat.get('mean') or float('nan'):8.2f} ms  min {lat.get('min') or float('nan'):8.2f} ms")
+        line = f"{r['device']['serial']:<22} {r['artifact']['name']:<20} {r['status']:<6} "
+        if is_emulated(r):  # an emulated CPU's timings are no phone's
+            line += f"latency {NOT_COMPARABLE}"
+        else:
+            line += f"mean {lat.get('mean') or float('nan'):8.2f} ms  min {lat.get('min') or float('nan'):8.2f} ms"
         if d:
             line += f"  PSNR {d.get('psnr_db')} dB  NME drift vs host {d.get('mean'):.4f}"
         if r["status"] != "ok":

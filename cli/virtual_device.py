@@ -10,6 +10,7 @@ from pathlib import Path
 
 from facelm.android_bench.config import BenchOptions
 from facelm.android_bench.virtual_device import DeviceProfile, Faults, VirtualDevice
+from facelm.android_bench.virtual_device.profile import ARCHES
 
 from ._args import adb_from_args, add_adb_flags, defaults_of
 
@@ -25,6 +26,11 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     p.add_argument("--sandbox", type=Path, default=Path("runs/virtual-device"),
                    help="directory standing in for the device's disk")
     p.add_argument("--profile", type=Path, default=None, help="device profile JSON (default: SD845-like)")
+    p.add_argument("--arch", choices=ARCHES, default=v["arch"],
+                   help="host: stand-ins run as host processes; arm64: the device reports arm64-v8a and runs "
+                        "benchmark_model and tvm_rpc as aarch64 processes under qemu-user (numerics of an arm64 "
+                        "CPU; needs `facelm arm64 setup`; emulation is 100-1000x slower, its timings are marked "
+                        "emulated and are not phone figures)")
     p.add_argument("--connect", action="store_true", help="also run 'adb connect' to it")
     add_adb_flags(p)
     g = p.add_argument_group("fault switches")
@@ -51,8 +57,10 @@ def drive(args: argparse.Namespace) -> int:
     import signal
 
     profile = DeviceProfile.from_json(args.profile.read_text()) if args.profile else DeviceProfile()
-    vd = VirtualDevice(args.sandbox, profile, port=args.port, faults=faults_from_args(args)).start()
-    print(f"virtual device {profile.props.get('ro.product.model')} listening on {vd.serial}; "
+    vd = VirtualDevice(args.sandbox, profile, port=args.port, faults=faults_from_args(args), arch=args.arch).start()
+    abi = vd.profile.props.get("ro.product.cpu.abi")
+    emulated = " (aarch64 under qemu-user: emulated timings)" if args.arch == "arm64" else ""
+    print(f"virtual device {profile.props.get('ro.product.model')} [{abi}{emulated}] listening on {vd.serial}; "
           f"sandbox {vd.root}; benchmark_model at {vd.benchmark_model_path}", flush=True)
     if args.connect:
         adb = adb_from_args(args, BenchOptions().timeout_s)

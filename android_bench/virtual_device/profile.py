@@ -23,6 +23,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from facelm.android_bench.device import EMULATED_PROP  # the property an emulated device sets (its emulator)
 from facelm.errors import ConfigError
 
 
@@ -102,8 +103,6 @@ REMOTE_TMP = "/data/local/tmp"
 #: Virtual device architectures: "host" runs the stand-ins as host processes; "arm64" runs
 #: them as aarch64 processes under qemu-user (facelm.arm64), numerics of a real arm64 CPU.
 ARCHES = ("host", "arm64")
-#: Property an emulated device sets (value: the emulator); its timings are not phone timings.
-EMULATED_PROP = "ro.facelm.emulated"
 
 
 def profile_for_arch(profile: DeviceProfile, arch: str) -> DeviceProfile:

@@ -68,3 +68,41 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, force: bool = False, what: str = "output folder") -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``path``; on success it replaces ``path`` in one rename.
+
+    The old folder (with ``force``) is moved aside only once the new one is complete, then
+    removed; on error the temporary folder is removed and ``path`` is left as it was.
+
+    Raises:
+        InputError: ``path`` exists and ``force`` is false, or it exists and is not a folder.
+    """
+    import shutil
+
+    from facelm.errors import InputError
+
+    dest = Path(path)
+    if dest.exists() and not force:
+        raise InputError(f"{what} {dest} exists; pass --force to replace it")
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"{what} {dest} exists and is not a folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        yield tmp
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

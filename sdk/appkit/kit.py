@@ -26,12 +26,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from facelm.fileio import atomic_dir
 
 from facelm.errors import InputError
 
@@ -348,9 +349,8 @@ def build_kit(artifacts: str | os.PathLike, out: str | os.PathLike, artifact: st
     header = model_params_header(manifest, artifact)  # validates the tensors before anything is written
     dark = _dark_core_dir()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    # _check_request refused an existing out without force before any work was done
+    with atomic_dir(out, force=True, what="kit folder") as tmp:
         shutil.copyfile(source, tmp / MODEL_FILE)
         kit_manifest = manifest.with_artifacts([replace(entry, file=MODEL_FILE)])
         write_manifest(kit_manifest, tmp)
@@ -379,11 +379,6 @@ def build_kit(artifacts: str | os.PathLike, out: str | os.PathLike, artifact: st
                 path = golden_case(golden, f"case_{i:03d}", np.asarray(image), np.asarray(five), manifest, entry,
                                    runner, lm, label)
                 written.append(str(path.relative_to(tmp)))
-        os.chmod(tmp, 0o755)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return KitResult(path=out, artifact=entry.name, cases=written)
 
 
@@ -396,14 +391,3 @@ def _check_runner(runner, entry) -> None:
         if spec.dtype != actual.dtype or tuple(spec.shape) != tuple(actual.shape) or not same_q:
             raise KitError(f"the manifest's {what} tensor ({spec.dtype} {list(spec.shape)}, {spec.quantization}) is not "
                            f"the model file's ({actual.dtype} {list(actual.shape)}, {actual.quantization})")
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` onto ``out``, replacing an old ``out`` only now."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

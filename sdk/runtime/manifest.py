@@ -49,7 +49,9 @@ coordinates are pixels, ``(x, y)``::
          "checks": {...},                   # extra verifications (arm64 emulation, ...)
          "notes": ""}
       ],
-      "gates": {"passed": true, "failures": [], ...}
+      "gates": {"passed": true, "failures": [], ...},
+      "data": {"calibration": {"source": "synthetic", "count": 200},   # how to rebuild the faces
+               "evaluation": {"source": "synthetic", "count": 200}}
     }
 
 ``quantization`` is ``null`` for float tensors; for integer tensors
@@ -547,6 +549,7 @@ class Manifest:
     tools: dict[str, Any]
     artifacts: list[ArtifactEntry] = field(default_factory=list)
     gates: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
     created_utc: str = ""
     schema_version: int = SCHEMA_VERSION
     root: Path | None = None
@@ -598,7 +601,7 @@ class Manifest:
     def to_dict(self) -> dict:
         return {"schema_version": self.schema_version, "facelm_version": self.facelm_version,
                 "created_utc": self.created_utc, **self.contract.to_dict(), "tools": self.tools,
-                "artifacts": [a.to_dict() for a in self.artifacts], "gates": self.gates}
+                "artifacts": [a.to_dict() for a in self.artifacts], "gates": self.gates, "data": self.data}
 
     @classmethod
     def from_dict(cls, d: Any, root: str | os.PathLike | None = None) -> "Manifest":
@@ -620,11 +623,26 @@ class Manifest:
             seen.add(e.name)
         return cls(facelm_version=f.str("facelm_version"), contract=ModelContract.from_dict(d),
                    tools=dict(f.obj("tools")), artifacts=entries, gates=dict(f.obj("gates", optional=True)),
+                   data=_data_section(d.get("data")),
                    created_utc=str(d.get("created_utc") or ""), schema_version=SCHEMA_VERSION,
                    root=Path(root) if root is not None else None)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+
+def _data_section(d: Any) -> dict[str, Any]:
+    """The optional ``data`` section: ``{"calibration"|"evaluation": {"source": str, "count": int}}``."""
+    if d is None:
+        return {}
+    f = _Fields(d, "data")
+    for key in d:
+        if key not in ("calibration", "evaluation"):
+            raise ManifestError(f"manifest field data.{key}: unknown (expected calibration, evaluation)")
+        g = _Fields(d[key], f"data.{key}")
+        g.str("source")
+        g.int("count", lo=0)
+    return dict(f.d)
 
 
 def resolve_inside(root: str | os.PathLike, entry: ArtifactEntry) -> Path:

@@ -179,3 +179,34 @@ def test_landmarker_adapter_passes_the_exact_crop(slow):
     out = model(slow.frames[0], m)
     np.testing.assert_allclose(seen["m"], m, atol=1e-9)
     assert "landmarker" in out.timings and model.layout is JD106
+
+
+# ---------------------------------------------------------------- Landmarker running modes
+def test_landmarker_running_modes(converted, slow):
+    from facelm.runtime import Landmarker, LandmarkerOptions
+    from facelm.runtime.landmarker import RunningMode
+
+    _, art = converted
+    with Landmarker.create_from_options(LandmarkerOptions(art, artifact="int8")) as lm:
+        assert lm.running_mode is RunningMode.IMAGE
+        r = lm.detect(slow.frames[0])  # built-in detector
+        assert r is not None and r.landmarks.shape == (106, 2) and r.source == "detector"
+        assert {"detector", "warp", "model", "decode", "total"} <= set(r.timings)
+        five = JD106.five_points(slow.landmarks[0])
+        r5 = lm.detect(slow.frames[0], five)  # today's API, unchanged
+        assert r5.source == "five_points" and "detector" not in r5.timings
+        assert lm.detect(np.full((96, 128, 3), 127, np.uint8)) is None  # no face
+        with pytest.raises(InputError, match="VIDEO"):
+            lm.detect_for_video(slow.frames[0], 0.0)
+    opts = LandmarkerOptions(art, artifact="int8", running_mode="VIDEO", smoothing=OneEuroConfig())
+    with Landmarker.create_from_options(opts) as lm:
+        out = [lm.detect_for_video(f, t) for f, t in zip(slow.frames[:4], slow.timestamps_ms[:4])]
+        assert out[0].source == "detector"
+        assert all(o is not None and o.landmarks.shape == (106, 2) for o in out)
+        assert "smoothing" in out[1].timings and out[1].timestamp_ms == slow.timestamps_ms[1]
+        with pytest.raises(InputError, match="increase"):
+            lm.detect_for_video(slow.frames[4], slow.timestamps_ms[3])
+        with pytest.raises(InputError, match="IMAGE mode"):
+            lm.detect(slow.frames[0])
+    with pytest.raises(InputError, match="running_mode"):
+        Landmarker.create_from_options(LandmarkerOptions(art, running_mode="LIVE_STREAM"))

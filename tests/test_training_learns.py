@@ -44,7 +44,7 @@ def learn_faces(tmp_path_factory):
 def test_tiny_model_beats_mean_shape_by_half(learn_faces, tmp_path):
     cfg = load_train_config("tiny").replace(
         epochs=MAX_EPOCHS, lr=3e-3, lr_milestones=(0.7, 0.9), val_fraction=HELD_OUT / FACES,
-        workers=1, threads=1, eval_every=1,
+        workers=1, threads=2, eval_every=1,  # CI machines have 2 cores; pytest runs one test at a time
         augment=AugmentConfig(flip=0.5, pca_noise=0.0, color_jitter=0.0, erasing=0.0, rotation=10.0),
     )
     records, layout = load_records(learn_faces)

@@ -4,9 +4,9 @@ import dataclasses
 import pytest
 import torch
 
-from sdk.errors import ConfigError
-from sdk.model import build_model, load_checkpoint, load_config, save_checkpoint
-from sdk.model.checkpoint import FORMAT, VERSION, load_weights
+from facelm.errors import ConfigError
+from facelm.model import build_model, load_checkpoint, load_config, save_checkpoint
+from facelm.model.checkpoint import FORMAT, VERSION, load_weights
 
 
 @pytest.fixture(scope="module")

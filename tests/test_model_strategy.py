@@ -3,8 +3,8 @@ import dataclasses
 
 import pytest
 
-from sdk.errors import ConfigError
-from sdk.model import Strategy, UpBlock, parse_strategy
+from facelm.errors import ConfigError
+from facelm.model import Strategy, UpBlock, parse_strategy
 
 
 @pytest.mark.parametrize("text, kinds, upscale", [

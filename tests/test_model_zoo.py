@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sdk.errors import ConfigError
-from sdk.model import ALIASES, ModelConfig, build_model, list_configs, load_config
-from sdk.model.backbones import MobileNetV2, ResNetV1b
-from sdk.model.heads import PixelShuffle, pixel_shuffle_rank4
+from facelm.errors import ConfigError
+from facelm.model import ALIASES, ModelConfig, build_model, list_configs, load_config
+from facelm.model.backbones import MobileNetV2, ResNetV1b
+from facelm.model.heads import PixelShuffle, pixel_shuffle_rank4
 
 ZOO = list_configs(include_aliases=False)
 

@@ -65,8 +65,10 @@ def parse_benchmark_output(text: str) -> dict:
     plus ``curr_ms``, ``peak_memory_mb``, ``model_size_mb``. ``count`` is an int.
     Where both a summary line and a statistics line give a value, the summary wins
     for averages and the last statistics block (the measured runs, after the
-    warmup block) gives count/min/max/std.
+    warmup block) gives count/min/max/std. Op-profile tables (``--enable_op_profiling``) are
+    left out here (their own ``Timings`` lines are no latency); :func:`parse_op_profile` reads them.
     """
+    text, _ = split_op_profile(text)
     out: dict = dict.fromkeys(KEYS)
     blocks = [b for b in _stats_blocks(text) if b.get("count", 0) > 0 or len(b) > 1]
     if blocks:
@@ -121,3 +123,138 @@ def _set_us(out: dict, key: str, value: str | None) -> None:
     if value is None or value == "no stats":
         return
     out[key] = float(value) / 1000.0
+
+
+# ------------------------------------------------------------------ --enable_op_profiling tables
+#: The two profile blocks the tool prints (ProfilingListener), as the record keys them.
+PROFILE_SECTIONS = {"Profiling Info for Benchmark Initialization": "init",
+                    "Operator-wise Profiling Info for Regular Benchmark Runs": "runs"}
+#: Table titles (StatsCalculator) -> keys.
+PROFILE_TABLES = {"Run Order": "run_order", "Top by Computation Time": "top_by_time",
+                  "Top by Memory Use": "top_by_memory", "Summary by node type": "by_type"}
+#: Column headers (without brackets, lower case) -> row keys; "%" columns lose their sign.
+PROFILE_COLUMNS = {"node type": "type", "start": "start_ms", "first": "first_ms", "avg ms": "avg_ms",
+                   "%": "pct", "avg %": "pct", "cdf%": "cdf_pct", "cdf %": "cdf_pct", "mem kb": "mem_kb",
+                   "times called": "times_called", "count": "count", "name": "name"}
+
+_PREFIX_RE = re.compile(r"^(?:.*?\b[VDIWEF]\s+tflite\s*:\s?)?(?:INFO:\s?)?")
+_SECTION_RE = re.compile(r"^\s*(" + "|".join(map(re.escape, PROFILE_SECTIONS)) + r"):\s*$")
+_TITLE_RE = re.compile(r"^\s*=+\s+(.+?)\s+=+\s*$")
+_GRAPH_RE = re.compile(r"^\s*(?:Primary graph|Subgraph \(index: (\d+)\)) (?:profile|summary):\s*$")
+_SUMMARY_LINE_RE = re.compile(r"^\s*(?:Subgraph \(index: (\d+)\) )?(Timings \(microseconds\)|Memory \(bytes\)):(.*)$")
+_OBSERVED_RE = re.compile(r"^\s*(\d+) nodes observed\s*$")
+_EXECUTED_RE = re.compile(r"^\s*Number of nodes executed: (\d+)\s*$")
+_METHOD_RE = re.compile(r"^\s*Op profiling method:\s*(.+?)\s*$")
+
+
+def _row_re(columns: list[str]) -> re.Pattern:
+    """A row of a table with these columns: text type, numbers (``%`` after percentages), free name."""
+    parts = []
+    for col in columns:
+        key = PROFILE_COLUMNS.get(col.lower())
+        if key == "type":
+            parts.append(r"(?P<type>\S.*?)")
+        elif key == "name":
+            parts.append(r"(?P<name>.*?)")
+        elif key is not None:
+            parts.append(f"(?P<{key}>{_NUM[1:-1]})" + ("%" if key in ("pct", "cdf_pct") else ""))
+        else:
+            parts.append(r"\S+")
+    return re.compile(r"^\s*" + r"\s+".join(parts) + r"\s*$")
+
+
+def _profile_row(m: re.Match) -> dict:
+    row = {}
+    for key, value in m.groupdict().items():
+        if key in ("type", "name"):
+            row[key] = value.strip()
+        elif key in ("times_called", "count"):
+            row[key] = int(float(value))
+        else:
+            row[key] = float(value)
+    return row
+
+
+def split_op_profile(text: str) -> tuple[str, str]:
+    """``(rest, profile)``: the lines of the op-profile blocks apart from the other output.
+
+    A block starts at a :data:`PROFILE_SECTIONS` heading and runs while lines look like the
+    profiler's (titles, headers, table rows, summaries, blank lines). Keeping them apart keeps
+    their ``Timings (microseconds): count=...`` lines out of the latency statistics.
+    """
+    rest, prof = [], []
+    inside, row = False, None
+    for raw in text.splitlines():
+        line = _PREFIX_RE.sub("", raw, count=1)
+        if _SECTION_RE.match(line) or _METHOD_RE.match(line):
+            inside, row = True, None
+            prof.append(line)
+            continue
+        if inside:
+            if line.strip().startswith("[") and "]" in line and ("[node type]" in line.lower()):
+                row = _row_re(re.findall(r"\[([^\]]+)\]", line))
+                prof.append(line)
+                continue
+            if (not line.strip() or _TITLE_RE.match(line) or _GRAPH_RE.match(line) or _SUMMARY_LINE_RE.match(line)
+                    or _OBSERVED_RE.match(line) or _EXECUTED_RE.match(line) or line.strip() == "Delegate internal:"
+                    or (row is not None and row.match(line))):
+                prof.append(line)
+                continue
+            inside = False
+        rest.append(raw)
+    return "\n".join(rest), "\n".join(prof)
+
+
+def parse_op_profile(text: str) -> dict | None:
+    """Parse the ``--enable_op_profiling=true`` tables of one ``benchmark_model`` output.
+
+    Returns None when the text has none, else ``{"method": str | None, "init": section | None,
+    "runs": section | None}`` where a section maps a graph key (0 for the primary graph, the
+    subgraph index, or "delegate" for "Delegate internal") to ``{"run_order": [op rows],
+    "top_by_time": [op rows], "by_type": [type rows], "timings_us": {count, first, curr, min, max,
+    avg, std} (µs per run, all ops), "nodes": int}``. An op row has ``type``, ``name``,
+    ``first_ms``, ``avg_ms``, ``pct``, ``cdf_pct``, ``mem_kb``, ``times_called`` (and
+    ``start_ms`` where the tool prints a [start] column); a type row has ``type``, ``count``,
+    ``avg_ms`` (per run, all nodes of that type), ``pct``, ``cdf_pct``, ``mem_kb``, ``times_called``.
+    Columns are found from each table's header, so versions with or without [start], tabs or
+    spaces, and ``INFO:`` / logcat prefixes all parse.
+    """
+    _, prof = split_op_profile(text)
+    if not prof:
+        return None
+    out: dict = {"method": None, "init": None, "runs": None}
+    section = graph = table = row = None
+    for line in prof.splitlines():
+        if m := _METHOD_RE.match(line):
+            out["method"] = m.group(1)
+        elif m := _SECTION_RE.match(line):
+            section, graph, table, row = PROFILE_SECTIONS[m.group(1)], 0, None, None
+            out[section] = {}
+        elif section is None:
+            continue
+        elif m := _GRAPH_RE.match(line):
+            graph, table = (int(m.group(1)) if m.group(1) else 0), None
+        elif line.strip() == "Delegate internal:":
+            graph, table = "delegate", None
+        elif m := _TITLE_RE.match(line):
+            table = PROFILE_TABLES.get(m.group(1))
+        elif "[node type]" in line.lower():
+            row = _row_re(re.findall(r"\[([^\]]+)\]", line))
+        elif m := _SUMMARY_LINE_RE.match(line):
+            g = int(m.group(1)) if m.group(1) else graph
+            if m.group(2).startswith("Timings"):
+                stats = _stats_blocks(m.group(3))
+                _graph(out[section], g)["timings_us"] = stats[0] if stats else None
+            table = None
+        elif m := _OBSERVED_RE.match(line):
+            _graph(out[section], graph)["nodes"] = int(m.group(1))
+        elif table is not None and row is not None and (m := row.match(line)):
+            _graph(out[section], graph)[table].append(_profile_row(m))
+    if out["init"] is None and out["runs"] is None:
+        return None
+    return out
+
+
+def _graph(section: dict, key) -> dict:
+    return section.setdefault(key, {"run_order": [], "top_by_time": [], "top_by_memory": [], "by_type": [],
+                                    "timings_us": None, "nodes": None})

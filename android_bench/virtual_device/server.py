@@ -14,6 +14,20 @@ Commands run under ``/bin/sh`` in the sandbox, with device paths
 (``/data``, ``/sys``, ``/proc``, ``/sdcard``) rewritten to the sandbox root. This is
 a development tool: like a real adbd it executes what the host sends, so it only
 ever listens on a loopback address.
+
+Isolation (issue 12): every shell command runs in a private user and mount namespace
+made by bubblewrap (``bwrap``; Debian package ``bubblewrap``). Its file system is an
+empty tmpfs holding only the sandbox (read-write, at its host path), the stand-ins'
+runtime mapped read-only (``/usr``, the Python installation and virtualenv, the facelm
+sources, the aarch64 root of an arm64 device, and the CPU descriptions ``/proc/cpuinfo`` and
+``/sys/devices/system/cpu`` that LiteRT's kernel selection reads) and a private ``/dev`` and ``/tmp``. So a
+command cannot read host files such as ``/etc/passwd`` nor write any host path outside
+the sandbox (``mkdir -p /some/host/path`` lands in the namespace's tmpfs). Push and pull
+(:mod:`.sync`) refuse paths whose real path leaves the sandbox (symlinks). What the
+namespace does not hide: the network (the stand-in tvm_rpc serves on a loopback port the
+host forwards to) and other processes (no pid namespace: background servers must outlive
+the command that starts them). Where no namespace can be made, the device refuses to
+start unless ``unsafe_host_shell=True`` (commands then run as the user on this machine).
 """
 from __future__ import annotations
 
@@ -23,7 +37,9 @@ import posixpath
 import queue
 import re
 import shlex
+import shutil
 import signal
+import sys
 import socket
 import subprocess
 import threading
@@ -78,6 +94,74 @@ def device_path(root: Path, remote: str) -> Path | None:
     if not parts or parts[0] not in MAPPED_ROOTS:
         return None
     return Path(root, *parts)
+
+
+def confined(root: Path, local: Path) -> bool:
+    """True when ``local``'s real path (symlinks resolved) stays inside the sandbox ``root``."""
+    base = os.path.realpath(root)
+    real = os.path.realpath(local)
+    return real == base or real.startswith(base.rstrip("/") + "/")
+
+
+# --------------------------------------------------------------------------- the jail
+#: Host paths a jailed command sees read-only besides the sandbox (those that exist).
+_SYSTEM_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: Read-only CPU descriptions (no host files): the stand-ins' LiteRT/XNNPACK pick their kernels from them.
+_CPU_INFO = ("/proc/cpuinfo", "/sys/devices/system/cpu")
+_jail_probe: dict[tuple, str | None] = {}
+
+
+def runtime_paths(arm64_root=None) -> list[str]:
+    """What the stand-ins need to run, mapped read-only: the Python installation and its
+    virtualenv, the facelm sources, and the aarch64 root of an arm64 device."""
+    import facelm
+
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+             str(Path(facelm.__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[2])}
+    if arm64_root is not None:
+        paths.add(str(Path(arm64_root.path).resolve()))
+    # nested paths are covered by their parent; /usr is mapped anyway
+    out: list[str] = []
+    for p in sorted(paths, key=len):
+        if p and os.path.exists(p) and not any(p == q or p.startswith(q.rstrip("/") + "/") for q in (*out, "/usr")):
+            out.append(p)
+    return out
+
+
+def jail_argv(root: Path, cwd: Path, runtime: list[str]) -> list[str]:
+    """The ``bwrap`` prefix that runs a command in the sandbox's private namespaces."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise DeviceError("bwrap not found")
+    argv = [bwrap, "--unshare-user", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for p in _SYSTEM_RO:
+        if os.path.islink(p):  # merged /usr: /bin -> usr/bin
+            argv += ["--symlink", os.readlink(p), p]
+        elif os.path.isdir(p):
+            argv += ["--ro-bind", p, p]
+    for p in runtime:
+        argv += ["--ro-bind", p, p]
+    for p in _CPU_INFO:  # CPU detection of the stand-ins' kernels (XNNPACK): host numerics, as before
+        argv += ["--ro-bind-try", p, p]
+    real_root = os.path.realpath(root)
+    argv += ["--bind", real_root, real_root]
+    if str(root) != real_root:
+        argv += ["--symlink", real_root, str(root)]
+    argv += ["--chdir", str(cwd)]
+    return argv
+
+
+def _probe_jail(argv: list[str]) -> str | None:
+    """None when ``argv`` can run a command, else why not (cached per argument list)."""
+    key = tuple(argv)
+    if key not in _jail_probe:
+        try:
+            res = subprocess.run([*argv, "/bin/sh", "-c", "true"], capture_output=True, text=True, timeout=30)
+            _jail_probe[key] = None if res.returncode == 0 else (res.stderr.strip() or f"exit {res.returncode}")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _jail_probe[key] = str(exc)
+    return _jail_probe[key]
 
 
 def rewrite_command(root: Path, command: str) -> str:
@@ -332,10 +416,14 @@ class VirtualDevice:
             :func:`facelm.arm64.setup` (``arm64_root``, default: the built default root),
             and the device reports arm64-v8a and ``ro.facelm.emulated``. Emulated
             numerics are aarch64 numerics; emulated timings are not phone timings.
+        unsafe_host_shell: run shell commands directly on this machine, as the user who
+            started the device, when no namespace can be made (see the module docstring).
+            Without it, such a device refuses to start.
     """
 
     def __init__(self, root: Path, profile: DeviceProfile | None = None, host: str = "127.0.0.1",
-                 port: int = 0, faults: Faults | None = None, arch: str = "host", arm64_root=None):
+                 port: int = 0, faults: Faults | None = None, arch: str = "host", arm64_root=None,
+                 unsafe_host_shell: bool = False):
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(f"the virtual device only listens on loopback, not {host!r}")
         self.arch = arch
@@ -343,6 +431,9 @@ class VirtualDevice:
         if arch == "arm64" and arm64_root is None:
             arm64_root = _built_arm64_root()
         self.root = build_sandbox(Path(root), self.profile)
+        self.unsafe_host_shell = unsafe_host_shell
+        self._runtime = runtime_paths(arm64_root)
+        self.jail: list[str] | None = None  # the bwrap prefix, set by start()
         self.benchmark_model_path = install_benchmark_model(self.root, arm64_root=arm64_root)
         self.tvm_rpc_path = install_tvm_rpc(self.root, arm64_root=arm64_root)
         self.faults = faults or Faults()
@@ -368,8 +459,34 @@ class VirtualDevice:
         """The serial adb shows after ``adb connect``."""
         return f"{self.host}:{self.port}"
 
+    def _make_jail(self) -> None:
+        tmp = self.root / REMOTE_TMP.lstrip("/")
+        why = None
+        try:
+            argv = jail_argv(self.root, tmp, self._runtime)
+            why = _probe_jail(argv)
+        except DeviceError as exc:
+            argv, why = None, str(exc)
+        if why is None:
+            self.jail = argv
+        elif self.unsafe_host_shell:
+            log.warning("virtual device: no namespace (%s); shell commands run unconfined on this machine "
+                        "(--unsafe-host-shell)", why)
+            self.jail = None
+        else:
+            raise DeviceError(
+                f"the virtual device cannot confine its shell to the sandbox: bwrap (bubblewrap) failed: {why}. "
+                "Install bubblewrap (apt-get install bubblewrap) and allow unprivileged user namespaces, or start "
+                "it with --unsafe-host-shell (commands then run as you, with access to this machine's files)")
+
     def start(self) -> "VirtualDevice":
-        """Listen and serve in background threads; return self."""
+        """Listen and serve in background threads; return self.
+
+        Raises:
+            DeviceError: the port is taken, or no namespace can be made and
+                ``unsafe_host_shell`` is off.
+        """
+        self._make_jail()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -466,6 +583,8 @@ class VirtualDevice:
         if self.faults.crash:
             env["FACELM_VD_CRASH"] = self.faults.crash
         argv = ["/bin/sh", "-c", rewrite_command(self.root, command)] if command.strip() else ["/bin/sh"]
+        if self.jail is not None:
+            argv = [*self.jail, *argv]
         try:
             proc = subprocess.Popen(
                 argv, cwd=tmp, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -19,7 +19,7 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .server import device_path
+from .server import confined, device_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Stream, VirtualDevice
@@ -73,8 +73,17 @@ def serve_sync(device: "VirtualDevice", stream: "Stream") -> None:
             return
 
 
-def _stat(device: "VirtualDevice", stream: "Stream", remote: str) -> None:
+def _local(device: "VirtualDevice", remote: str) -> Path | None:
+    """The sandbox path of ``remote``, or None when outside the mapped roots or when its real
+    path leaves the sandbox (a symlink made on the device pointing at a host file)."""
     local = device_path(device.root, remote)
+    if local is None or not confined(device.root, local):
+        return None
+    return local
+
+
+def _stat(device: "VirtualDevice", stream: "Stream", remote: str) -> None:
+    local = _local(device, remote)
     try:
         st = os.lstat(local) if local is not None else None
     except OSError:
@@ -86,7 +95,7 @@ def _stat(device: "VirtualDevice", stream: "Stream", remote: str) -> None:
 
 
 def _list(device: "VirtualDevice", stream: "Stream", remote: str) -> None:
-    local = device_path(device.root, remote)
+    local = _local(device, remote)
     out = bytearray()
     if local is not None and local.is_dir():
         for entry in sorted(os.scandir(local), key=lambda e: e.name):
@@ -108,7 +117,7 @@ def _send(device: "VirtualDevice", stream: "Stream", spec: str) -> bool:
         mode = 0o644
     local = device_path(device.root, remote)
     error = None
-    if local is None:
+    if local is None or not confined(device.root, local):  # also a symlinked parent leaving the sandbox
         error = f"couldn't create file: Permission denied ({remote})"
     faults = device.faults
     usage = _data_usage(device.root) if faults.quota_bytes is not None else 0
@@ -117,8 +126,10 @@ def _send(device: "VirtualDevice", stream: "Stream", spec: str) -> bool:
     if error is None:
         try:
             local.parent.mkdir(parents=True, exist_ok=True)
+            if not confined(device.root, local.parent):
+                raise PermissionError(errno.EACCES, "Permission denied")
             tmp = local.with_name(f".{local.name}.vdpart")
-            fh = open(tmp, "wb")
+            fh = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb")
         except OSError as exc:
             error = f"couldn't create file: {exc.strerror}"
     received = 0
@@ -169,12 +180,12 @@ def _abort(fh, tmp: Path | None) -> None:
 
 
 def _recv(device: "VirtualDevice", stream: "Stream", remote: str) -> None:
-    local = device_path(device.root, remote)
+    local = _local(device, remote)
     if local is None:
         _fail(stream, os.strerror(errno.EACCES))
         return
     try:
-        fh = open(local, "rb")
+        fh = os.fdopen(os.open(local, os.O_RDONLY | os.O_NOFOLLOW), "rb")
     except OSError as exc:
         _fail(stream, exc.strerror or "cannot open")
         return

@@ -2,6 +2,8 @@
 after a killed run and --resume, or after a failed check."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from facelm.android_bench import records as rec
@@ -57,3 +59,65 @@ def test_existing_folder_is_kept_and_keep_writes_no_journal(adb, vdev_factory, p
           artifacts=["a_small"])
     left = _left(vd)
     assert JOURNAL not in left and any(n.endswith("-a_small.tflite") for n in left)
+
+
+# ------------------------------------------------------- the virtual device's sandbox is real
+def test_shell_cannot_read_or_write_host_paths(adb, vdev, tmp_path):
+    """Issue: `adb shell cat /etc/passwd` read the host file and `touch` created host files."""
+    import facelm
+
+    secret = tmp_path / "host-secret.txt"  # beside the sandbox, not in it
+    secret.write_text("HOSTSECRET\n")
+    assert vdev.jail is not None
+    res = adb.shell(vdev.serial, f"cat {secret}; cat /etc/passwd; ls /root /home")
+    assert res.returncode != 0 and "HOSTSECRET" not in res.stdout and "root:x:0" not in res.stdout
+    pkg = Path(facelm.__file__).parent
+    adb.shell(vdev.serial, f"touch {tmp_path}/made-by-device; mkdir -p {tmp_path}/dir-by-device/x; "
+                           f"echo pwned > {secret}; touch {pkg}/made-by-device")
+    assert not (tmp_path / "made-by-device").exists() and not (tmp_path / "dir-by-device").exists()
+    assert secret.read_text() == "HOSTSECRET\n" and not (pkg / "made-by-device").exists()
+    # the device still works inside its sandbox
+    res = adb.shell(vdev.serial, "echo inside > /data/local/tmp/probe && cat /data/local/tmp/probe", check=True)
+    assert res.stdout.strip() == "inside" and (vdev.root / "data/local/tmp/probe").read_text() == "inside\n"
+
+
+def test_push_and_pull_refuse_symlinks_leaving_the_sandbox(adb, vdev, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("HOSTSECRET\n")
+    adb.shell(vdev.serial, f"ln -s {outside}/secret.txt /data/local/tmp/link; ln -s {outside} /data/local/tmp/dirlink",
+              check=True)
+    assert (vdev.root / "data/local/tmp/link").is_symlink()
+    with pytest.raises(DeviceError):
+        adb.pull(vdev.serial, "/data/local/tmp/link", tmp_path / "got.txt")
+    assert not (tmp_path / "got.txt").exists()
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"x" * 100)
+    with pytest.raises(DeviceError):
+        adb.push(vdev.serial, payload, "/data/local/tmp/dirlink/pwned.bin")
+    with pytest.raises(DeviceError):
+        adb.push(vdev.serial, payload, "/data/local/tmp/link")  # replacing the link is fine, following it not
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert (outside / "secret.txt").read_text() == "HOSTSECRET\n"
+
+
+def test_bench_workdir_cannot_create_host_folders(adb, vdev, plain_dir, tmp_path):
+    """Issue: `facelm bench --serial VD --workdir /some/host/path` created that host folder."""
+    target = tmp_path / "host" / "folder"
+    with pytest.raises(DeviceError):
+        bench(plain_dir, BenchOptions(**FAST, workdir=str(target)), serials=[vdev.serial], results=None, adb=adb,
+              artifacts=["a_small"])
+    assert not (tmp_path / "host").exists()
+
+
+def test_device_refuses_to_start_without_a_namespace(tmp_path, monkeypatch):
+    from facelm.android_bench.virtual_device import VirtualDevice, server
+
+    monkeypatch.setattr(server.shutil, "which", lambda name: None)  # no bwrap on this machine
+    with pytest.raises(DeviceError, match="--unsafe-host-shell"):
+        VirtualDevice(tmp_path / "sb").start()
+    vd = VirtualDevice(tmp_path / "sb2", unsafe_host_shell=True).start()
+    try:
+        assert vd.jail is None and vd.port > 0
+    finally:
+        vd.stop()

@@ -26,6 +26,8 @@ class BenchOptions:
         (None: do not wait); thermal_wait_s bounds the wait.
     drift: also measure on-device drift against the host fp32 reference.
     drift_samples: number of inputs pushed for drift.
+    op_profile: also record per-op times (``benchmark_model --enable_op_profiling=true``;
+        the record's ``latency_ms.op_profile``).
     benchmark_binary: a host file to push, or a device path already there.
     workdir: device directory for pushed files.
     keep: leave pushed files on the device.
@@ -44,6 +46,7 @@ class BenchOptions:
     thermal_wait_s: float = 120.0
     drift: bool = False
     drift_samples: int = 8
+    op_profile: bool = False
     benchmark_binary: str = DEFAULT_BENCHMARK_BINARY
     workdir: str = REMOTE_WORKDIR
     keep: bool = False
@@ -63,7 +66,7 @@ class BenchOptions:
 
     def record_dict(self) -> dict:
         """The options that define a measurement (what --resume matches on)."""
-        keys = ("threads", "delegate", "runs", "warmup", "repeats", "pin_big_cores", "drift", "drift_samples")
+        keys = ("threads", "delegate", "runs", "warmup", "repeats", "pin_big_cores", "drift", "drift_samples", "op_profile")
         d = asdict(self)
         return {k: d[k] for k in keys}
 

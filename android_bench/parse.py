@@ -24,7 +24,7 @@ KEYS = ("init_ms", "first_ms", "warmup_avg_ms", "avg_ms", "min_ms", "max_ms", "s
         "curr_ms", "memory_init_mb", "memory_overall_mb", "peak_memory_mb", "model_size_mb")
 
 _NUM = r"([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
-_STATS_RE = re.compile(r"count=(\d+)((?:\s+\w+=" + _NUM + r")*)")
+_STATS_RE = re.compile(r"count=(\d+)((?:[ \t]+\w+=" + _NUM + r")*)")  # one line: blocks never merge
 _KV_RE = re.compile(r"(\w+)=" + _NUM)
 _SUMMARY_NEW = re.compile(r"(?<!Average )Inference timings in us:(.*)", re.I)
 _SUMMARY_OLD = re.compile(r"Average inference timings in us:(.*)", re.I)
@@ -258,3 +258,49 @@ def parse_op_profile(text: str) -> dict | None:
 def _graph(section: dict, key) -> dict:
     return section.setdefault(key, {"run_order": [], "top_by_time": [], "top_by_memory": [], "by_type": [],
                                     "timings_us": None, "nodes": None})
+
+
+def op_profile_record(parsed: list[dict], source: str = "benchmark_model --enable_op_profiling=true") -> dict:
+    """The record's ``op_profile`` from the :func:`parse_op_profile` results of several invocations.
+
+    Per op (keyed by graph and name) and per op type, ``avg_ms`` is the mean over the
+    invocations of the tool's per-run average; ``first_ms`` is the first invocation's;
+    ``pct`` is the share of the graph's summed op times. Ops keep the first invocation's run
+    order (``order``, from 0). ``total_ms`` is the mean per-run time of all ops of the primary graph.
+    Returns ``{"available": False, "reason"}`` when no invocation printed tables.
+    """
+    runs = [p["runs"] for p in parsed if p and p.get("runs")]
+    if not runs:
+        return {"available": False, "reason": "benchmark_model printed no op-profile tables"}
+    ops: dict = {}
+    types: dict = {}
+    for section in runs:
+        for graph, g in section.items():
+            for order, row in enumerate(g["run_order"]):
+                o = ops.setdefault((graph, row["name"]), {"graph": graph, "order": order, "type": row["type"],
+                                                          "name": row["name"], "first_ms": row.get("first_ms"),
+                                                          "times_called": row.get("times_called"), "_avg": []})
+                o["_avg"].append(row["avg_ms"])
+            for row in g["by_type"]:
+                t = types.setdefault((graph, row["type"]), {"graph": graph, "type": row["type"], "count": row["count"],
+                                                            "times_called": row.get("times_called"), "_avg": []})
+                t["_avg"].append(row["avg_ms"])
+    for table in (ops, types):
+        totals: dict = {}
+        for row in table.values():
+            avgs = row.pop("_avg")
+            row["avg_ms"] = sum(avgs) / len(avgs)
+            totals[row["graph"]] = totals.get(row["graph"], 0.0) + row["avg_ms"]
+        for row in table.values():
+            row["pct"] = 100.0 * row["avg_ms"] / totals[row["graph"]] if totals[row["graph"]] else None
+    primary = [s[0]["timings_us"]["avg"] for s in runs if s.get(0, {}).get("timings_us") and "avg" in s[0]["timings_us"]]
+    init = [{"type": r["type"], "name": r["name"], "avg_ms": r["avg_ms"]}
+            for p in parsed[:1] if p and p.get("init") for r in p["init"].get(0, {}).get("run_order", [])]
+    return {
+        "available": True, "source": source, "method": next((p["method"] for p in parsed if p and p["method"]), None),
+        "invocations": len(runs),
+        "total_ms": sum(primary) / len(primary) / 1000.0 if primary else None,
+        "ops": sorted(ops.values(), key=lambda o: (str(o["graph"]), o["order"])),
+        "by_type": sorted(types.values(), key=lambda t: (str(t["graph"]), -t["avg_ms"])),
+        "init": init,
+    }

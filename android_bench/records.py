@@ -6,7 +6,11 @@ Schema (``schema: 1``)::
      "device": {facts}, "emulated": bool, "artifact": {"name", "path", "sha256", "size", "manifest",
      "integrity": "verified: manifest sha256" | "unverified: no manifest"},
      "options": {...}, "latency_ms": {"mean", "median", "p90", "p99", "std", "min",
-     "max", "init", "first", "warmup_mean", "count", "basis"},
+     "max", "init", "first", "warmup_mean", "count", "basis",
+                    "op_profile" (with --op-profile): {"available", "source", "method", "invocations",
+                    "total_ms", "ops": [{"graph", "order", "type", "name", "avg_ms", "first_ms", "pct",
+                    "times_called"}], "by_type": [{"graph", "type", "count", "avg_ms", "pct", "times_called"}],
+                    "init": [...]} or {"available": false, "reason"} (facelm.android_bench.parse.op_profile_record)},
      "memory_mb": {"init", "overall", "peak"},
      "thermal": {"before": {...}, "after": {...}}, "drift_vs_host": null | {...}}   # device vs host fp32 TFLite (facelm.quantization.drift.DriftReport)
 

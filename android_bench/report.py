@@ -102,13 +102,13 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def html_table(header: list[str], body: list[list[str]], title: str, plot: str | None) -> str:
+def html_table(header: list[str], body: list[list[str]], title: str, plot: str | None, extra: str = "") -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
     img = f'<p><img src="{html.escape(plot)}" alt="latency plot"></p>' if plot else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>td,th{padding:2px 8px;border:1px solid #ccc;font-family:monospace}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1><table><tr>{th}</tr>{trs}</table>{img}</body></html>\n")
+            f"<body><h1>{html.escape(title)}</h1><table><tr>{th}</tr>{trs}</table>{img}{extra}</body></html>\n")
 
 
 def plot_latency(base: list[Row], path: Path, other: list[Row] | None = None) -> Path | None:
@@ -146,10 +146,87 @@ def plot_latency(base: list[Row], path: Path, other: list[Row] | None = None) ->
     return path
 
 
+# ------------------------------------------------------------------ per-op time (--op-profile)
+#: Ops listed per record in the report, slowest first.
+TOP_OPS = 10
+
+
+def _profile_title(r: dict, row: Row) -> str:
+    c = row.cells
+    return f"{c['artifact']} · {c['device']} · {c['backend']} · {c['delegate']}x{c['threads']}"
+
+
+def op_profile_tables(record: dict, top: int = TOP_OPS) -> tuple[str, list[tuple[list[str], list[list[str]]]]]:
+    """``(note, [(header, body), ...])``: the slowest ops and the time per op type of one record.
+
+    Times in ms per run (mean over invocations), ``%`` of the graph's summed op time. An
+    emulated record keeps the shares and shows its times as not comparable; a record run
+    with --op-profile but without tables says why.
+    """
+    prof = (record.get("latency_ms") or {}).get("op_profile")
+    if not prof:
+        return "no op profile for this backend (tables come from benchmark_model or the local one-op timing)", []
+    if not prof.get("available"):
+        return f"op profile unavailable: {prof.get('reason')}", []
+    emulated = is_emulated(record)
+    ms = (lambda v: NOT_COMPARABLE) if emulated else (lambda v: _fmt(v, 3))
+    graphs = {o["graph"] for o in prof["ops"]} | {t["graph"] for t in prof["by_type"]}
+    g = (lambda row: [str(row["graph"])]) if len(graphs) > 1 else (lambda row: [])
+    gh = ["graph"] if len(graphs) > 1 else []
+    ops = sorted(prof["ops"], key=lambda o: -(o["avg_ms"] or 0))[:top]
+    top_t = (gh + ["op", "type", "name", "avg ms", "%"],
+             [g(o) + [str(o["order"]), o["type"], o["name"], ms(o["avg_ms"]), _fmt(o["pct"], 1)] for o in ops])
+    type_t = (gh + ["op type", "count", "avg ms", "%"],
+              [g(t) + [t["type"], str(t["count"]), ms(t["avg_ms"]), _fmt(t["pct"], 1)] for t in prof["by_type"]])
+    note = f"{prof.get('source')}; {prof.get('invocations')} invocation(s); ops total {ms(prof.get('total_ms'))} ms"
+    if prof.get("method"):
+        note += f"; method: {prof['method']}"
+    if emulated:
+        note += f"; emulated CPU: times {NOT_COMPARABLE}, shares kept"
+    return note, [top_t, type_t]
+
+
+def _profiled(records: list[dict]) -> list[dict]:
+    return [r for r in records if (r.get("options") or {}).get("op_profile")
+            or (r.get("latency_ms") or {}).get("op_profile")]
+
+
+def op_profile_markdown(records: list[dict], top: int = TOP_OPS) -> str:
+    """One section per profiled record: its slowest ops and its time per op type ("" when none)."""
+    recs = _profiled(records)
+    if not recs:
+        return ""
+    parts = [f"\n## Per-op time\n\nSlowest {top} ops and time per op type, per artifact and device.\n"]
+    for r, row in zip(recs, rows_of(recs)):
+        note, tables = op_profile_tables(r, top)
+        parts.append(f"\n### {_profile_title(r, row)}\n\n{note}\n")
+        for header, body in tables:
+            parts.append("\n" + markdown(header, body))
+    return "".join(parts)
+
+
+def op_profile_html(records: list[dict], top: int = TOP_OPS) -> str:
+    """The HTML twin of :func:`op_profile_markdown`."""
+    recs = _profiled(records)
+    if not recs:
+        return ""
+    parts = ["<h2>Per-op time</h2>"]
+    for r, row in zip(recs, rows_of(recs)):
+        note, tables = op_profile_tables(r, top)
+        parts.append(f"<h3>{html.escape(_profile_title(r, row))}</h3><p>{html.escape(note)}</p>")
+        for header, body in tables:
+            th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in b) + "</tr>" for b in body)
+            parts.append(f"<table><tr>{th}</tr>{trs}</table>")
+    return "".join(parts)
+
+
 def report(results: Path, out_dir: Path | None = None, compare: Path | None = None, fmt: str = "md") -> dict:
     """Write ``report.md`` (or ``.html``) and ``latency.png`` into ``out_dir``.
 
-    Returns ``{"table": path, "plot": path or None, "text": table text}``.
+    Records measured with ``--op-profile`` add a "Per-op time" section: each one's slowest
+    ops and its time per op type (:func:`op_profile_tables`).
+    Returns ``{"table": path, "plot": path or None, "text": table text (and per-op sections)}``.
     """
     if fmt not in ("md", "html"):
         raise InputError(f"report format must be md or html, got {fmt!r}")
@@ -161,14 +238,15 @@ def report(results: Path, out_dir: Path | None = None, compare: Path | None = No
     out_dir = Path(out_dir) if out_dir is not None else Path(results).with_suffix("").parent / (Path(results).stem + "_report")
     out_dir.mkdir(parents=True, exist_ok=True)
     header, body = table(base, other)
+    ops_md = op_profile_markdown(base_recs)
     plot = plot_latency(base, out_dir / "latency.png", other)
     title = f"facelm bench: {Path(results).name}" + (f" vs {Path(compare).name}" if compare else "")
     if fmt == "md":
         text = f"# {title}\n\nLatency in ms; memory in MB; nme_drift_vs_host is the device-vs-host landmark drift (NME against the host fp32 TFLite), a fraction of the face size.{EMULATED_NOTE if any(map(is_emulated, base_recs)) else ''}\n\n" \
-               + markdown(header, body) + (f"\n![latency](latency.png)\n" if plot else "")
+               + markdown(header, body) + (f"\n![latency](latency.png)\n" if plot else "") + ops_md
         path = out_dir / "report.md"
     else:
-        text = html_table(header, body, title, "latency.png" if plot else None)
+        text = html_table(header, body, title, "latency.png" if plot else None, op_profile_html(base_recs))
         path = out_dir / "report.html"
     atomic_write_text(path, text)
-    return {"table": path, "plot": plot, "text": markdown(header, body)}
+    return {"table": path, "plot": plot, "text": markdown(header, body) + ops_md}

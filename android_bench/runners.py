@@ -28,7 +28,7 @@ from facelm.runtime.manifest import TensorSpec
 from . import device as dev
 from .adb import Adb, RemoteCommandError, quote
 from .config import BenchOptions
-from .parse import parse_benchmark_output
+from .parse import op_profile_record, parse_benchmark_output, parse_op_profile
 from .records import latency_stats
 from .transfer import RemoteFiles
 
@@ -208,17 +208,20 @@ class BenchmarkModelRunner:
             prefix = f"taskset {mask} "
         return f"cd {quote(self.opt.workdir)} && {prefix}" + " ".join(quote(a) for a in argv)
 
-    def _invoke(self, cmd: str) -> str:
+    def _run(self, cmd: str):
         res = self.adb.shell(self.serial, cmd, timeout_s=self.opt.bench_timeout_s)
         if res.returncode != 0:
             raise BinaryCrashError(
                 f"benchmark_model failed on {self.serial} with exit {res.returncode}{_signal_name(res.returncode)}",
                 res.returncode, res.tail(20))
-        return res.stdout
+        return res
+
+    def _invoke(self, cmd: str) -> str:
+        return self._run(cmd).stdout
 
     def benchmark(self, remote_model: str) -> Measurement:
         """``repeats`` invocations with thermal wait / cool-down between them."""
-        parsed, raw, waits = [], [], []
+        parsed, raw, waits, profiles = [], [], [], []
         for i in range(self.opt.repeats):
             if i and self.opt.cooldown_s:
                 self.sleep(self.opt.cooldown_s)
@@ -226,8 +229,12 @@ class BenchmarkModelRunner:
                 _, waited = dev.wait_cool(self.thermal, self.opt.thermal_limit_c, self.opt.thermal_wait_s,
                                           sleep=self.sleep)
                 waits.append(waited)
-            out = self._invoke(self.command(remote_model, self.opt.runs, self.opt.warmup))
+            extra = ["--enable_op_profiling=true"] if self.opt.op_profile else []
+            res = self._run(self.command(remote_model, self.opt.runs, self.opt.warmup, extra))
+            out = res.stdout
             p = parse_benchmark_output(out)
+            if self.opt.op_profile:  # logged like the timings: stdout, or stderr in some builds
+                profiles.append(parse_op_profile(out) or parse_op_profile(res.stderr))
             if p["avg_ms"] is None:
                 raise BinaryCrashError(f"could not find timings in benchmark_model output on {self.serial}",
                                        0, "\n".join(out.splitlines()[-20:]))
@@ -236,7 +243,10 @@ class BenchmarkModelRunner:
         memory = {"init": parsed[0]["memory_init_mb"], "overall": parsed[0]["memory_overall_mb"],
                   "peak": parsed[0]["peak_memory_mb"]}
         notes = list(self.notes) + ([f"thermal waits (s): {waits}"] if any(waits) else [])
-        return Measurement(combine_invocations(parsed), memory, notes, raw)
+        latency = combine_invocations(parsed)
+        if self.opt.op_profile:
+            latency["op_profile"] = op_profile_record(profiles)
+        return Measurement(latency, memory, notes, raw)
 
     def outputs(self, remote_model: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
                 samples: list[list[bytes]]) -> list[list[np.ndarray]]:
@@ -340,6 +350,7 @@ class LocalTfliteRunner:
         init_ms = (time.perf_counter() - t0) * 1e3
         rss_init = _rss_mb()
         rng = np.random.default_rng(0)
+        feeds = {}
         for d in it.get_input_details():
             dtype = np.dtype(d["dtype"])
             if np.issubdtype(dtype, np.integer):
@@ -347,6 +358,7 @@ class LocalTfliteRunner:
             else:
                 value = rng.uniform(-1, 1, size=d["shape"]).astype(dtype)
             it.set_tensor(d["index"], value)
+            feeds[d["index"]] = value
         warm = []
         for _ in range(max(self.opt.warmup, 1)):
             t = time.perf_counter()
@@ -359,8 +371,19 @@ class LocalTfliteRunner:
             samples.append((time.perf_counter() - t) * 1e3)
         lat = latency_stats(samples)
         lat.update(init=init_ms, first=warm[0], warmup_mean=statistics.fmean(warm), basis="per-run")
+        if self.opt.op_profile:
+            lat["op_profile"] = self._op_profile(model, feeds)
         memory = {"init": rss_init - rss0, "overall": _rss_mb() - rss0, "peak": None}
         return Measurement(lat, memory, list(self.notes))
+
+    def _op_profile(self, model: Path, feeds: dict) -> dict:
+        """Per-op times: LiteRT's Python API has no op profiler, so every op is timed alone in a
+        one-op model cut from the graph (the virtual device stand-in's method, same tables)."""
+        from .virtual_device.benchmark_model import measure_ops, op_profile_text
+
+        measured = measure_ops(str(model), feeds, self.opt.threads, self.opt.delegate == "xnnpack", self.opt.runs)
+        return op_profile_record([parse_op_profile(op_profile_text(measured))],
+                                 source="local: one-op models (LiteRT's Python API has no op profiler)")
 
     def outputs(self, model: Path, inputs: list[TensorSpec], outputs: list[TensorSpec],
                 samples: list[list[bytes]]) -> list[list[np.ndarray]]:

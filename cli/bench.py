@@ -63,6 +63,9 @@ def _register_run(cmds: argparse._SubParsersAction) -> None:
     p.add_argument("--thermal-wait", type=float, default=d.thermal_wait_s, help="longest thermal wait (s)")
     p.add_argument("--drift", action="store_true", help="measure on-device drift against the host fp32 reference")
     p.add_argument("--drift-samples", type=int, default=d.drift_samples, help="inputs pushed for drift")
+    p.add_argument("--op-profile", action="store_true", default=d.op_profile,
+                   help="also record per-op times (benchmark_model --enable_op_profiling=true; on this host and "
+                        "on the virtual device every op is timed alone in a one-op model) for 'bench report'")
     p.add_argument("--drift-source", default=b["drift_source"], help="'synthetic' or a face folder")
     p.add_argument("--benchmark-binary", default=d.benchmark_binary,
                    help="host file to push, or device path of benchmark_model")
@@ -99,7 +102,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         threads=args.threads, delegate=args.delegate, runs=args.runs, warmup=args.warmup, repeats=args.repeats,
         pin_big_cores=args.pin_big_cores, fixed_performance=args.fixed_performance, cooldown_s=args.cooldown,
         thermal_limit_c=args.thermal_limit, thermal_wait_s=args.thermal_wait, drift=args.drift,
-        drift_samples=args.drift_samples, benchmark_binary=args.benchmark_binary, workdir=args.workdir,
+        drift_samples=args.drift_samples, op_profile=args.op_profile, benchmark_binary=args.benchmark_binary,
+        workdir=args.workdir,
         keep=args.keep, timeout_s=args.timeout, bench_timeout_s=args.bench_timeout)
 
 

@@ -295,8 +295,8 @@ def op_profile_text(measured: dict, top: int = 10) -> str:
     if measured["overhead_us"] is not None:
         lines.insert(0, f"Per-invoke overhead (op-free model, median): {measured['overhead_us']:.3f} us; "
                         "included in every op's time below.")
-    lines.insert(0, "Op profiling method: each op timed alone in a one-op model cut from the graph "
-                    "(facelm virtual device stand-in; not the tool's in-graph profiler).")
+    lines.insert(0, "Op profiling method: each op timed alone in a one-op model cut from the graph, fed its "
+                    "real input values (facelm's measurement, not benchmark_model's in-graph profiler)")
     if measured["not_timed"]:
         lines.insert(0, "Not timed alone (they call other subgraphs): " + ", ".join(measured["not_timed"]))
     runs = min((len(op["times_us"]) for op in ops), default=0)

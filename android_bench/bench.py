@@ -28,6 +28,8 @@ DEFAULT_RESULTS = Path("runs/bench/results.jsonl")
 VERIFIED = "verified: manifest sha256"
 #: ... no manifest.json lists the file: its bytes are benchmarked as found.
 UNVERIFIED = "unverified: no manifest"
+#: ... no manifest lists it, but its embedded seal (facelm.runtime.tflite_seal) matched.
+EMBEDDED = "verified: embedded sha256"
 #: Why native artifacts need ``--allow-native-code`` (the CLI help says it too).
 NATIVE_CODE_WHY = ("loading a shared library (a TVM .so) runs code from it, and a manifest's sha256 "
                    "protects against corruption, not against a substituted file with a matching hash")
@@ -113,7 +115,12 @@ def resolve_targets(path: Path, artifacts: list[str] | None = None,
 
 
 def _plain(path: Path) -> Target:
-    return Target(path.stem, path.resolve(), sha256_file(path), path.stat().st_size, integrity=UNVERIFIED)
+    """A file no manifest lists: verified by its embedded seal if it has one (a facelm .tflite
+    copied out of its folder), else benchmarked as found (InputError when a seal does not match)."""
+    from facelm.runtime.tflite_seal import check_tflite_seal
+
+    integrity = EMBEDDED if check_tflite_seal(path) else UNVERIFIED
+    return Target(path.stem, path.resolve(), sha256_file(path), path.stat().st_size, integrity=integrity)
 
 
 def is_native(target: Target) -> bool:
@@ -316,7 +323,7 @@ def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str]
     if not targets:
         raise InputError(f"nothing to benchmark in {path} on {'this host' if local else 'the device'}"
                          + (f" ({notes[0]})" if notes else ""))
-    unverified = [t.name for t in targets if t.integrity != VERIFIED]
+    unverified = [t.name for t in targets if t.integrity == UNVERIFIED]
     if unverified:
         notes.append(f"{UNVERIFIED}: {', '.join(unverified)} benchmarked as found (no manifest.json lists "
                      f"{'it' if len(unverified) == 1 else 'them'}; a corrupted or substituted file goes unnoticed)")

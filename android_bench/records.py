@@ -4,7 +4,7 @@ Schema (``schema: 1``)::
 
     {"schema", "time", "backend", "status": "ok"|"failed", "error", "stderr_tail",
      "device": {facts}, "emulated": bool, "artifact": {"name", "path", "sha256", "size", "manifest",
-     "integrity": "verified: manifest sha256" | "unverified: no manifest"},
+     "integrity": "verified: manifest sha256" | "verified: embedded sha256" | "unverified: no manifest"},
      "options": {...}, "latency_ms": {"mean", "median", "p90", "p99", "std", "min",
      "max", "init", "first", "warmup_mean", "count", "basis",
                     "op_profile" (with --op-profile): {"available", "source", "method", "invocations",

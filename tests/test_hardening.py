@@ -388,3 +388,56 @@ def test_bench_results_path_problems_are_one_clear_line(tmp_path, capsys):
         assert main(["bench", str(model), *FAST, flag, str(where)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and match in err[0] and "Error:" not in err[0], err
+
+
+# ------------------------------------------------------------------ sealed lone .tflite
+@pytest.fixture
+def sealed_tflite(tmp_path):
+    """A third-party .tflite with facelm metadata (seal placeholder) embedded, then sealed."""
+    import shutil
+
+    pytest.importorskip("ai_edge_litert.tools.flatbuffer_utils")
+    from facelm.converters.tflite import embed_metadata
+    from facelm.runtime.tflite_seal import SEAL_KEY, SEAL_PLACEHOLDER, seal_tflite
+
+    path = tmp_path / "lone" / "model.tflite"
+    path.parent.mkdir()
+    shutil.copy(_third_party_tflite(), path)
+    embed_metadata(path, {"schema_version": 2, SEAL_KEY: SEAL_PLACEHOLDER})
+    digest = seal_tflite(path)
+    return path, digest
+
+
+def test_sealed_lone_tflite_is_verified_and_tampering_is_refused(sealed_tflite):
+    """Issue: a lone .tflite with embedded metadata ran even when tampered (landmarks moved 0.17 px)."""
+    from facelm.android_bench.bench import EMBEDDED, UNVERIFIED, bench
+    from facelm.android_bench.config import BenchOptions
+    from facelm.runtime.tflite import read_tflite_metadata
+    from facelm.runtime.tflite_seal import SEAL_KEY, check_tflite_seal
+
+    path, digest = sealed_tflite
+    assert check_tflite_seal(path) == digest and read_tflite_metadata(path)[SEAL_KEY] == digest
+    opts = BenchOptions(runs=2, warmup=1, repeats=1)
+    (r,) = bench(path, opts, local=True, results=None).records
+    assert r["status"] == "ok" and r["artifact"]["integrity"] == EMBEDDED
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01  # one bit of the model body (weights), the metadata untouched
+    path.write_bytes(bytes(data))
+    assert read_tflite_metadata(path)[SEAL_KEY] == digest
+    with pytest.raises(InputError, match="modified after conversion"):
+        check_tflite_seal(path)
+    with pytest.raises(InputError, match="modified after conversion"):
+        bench(path, opts, local=True, results=None)
+    # a model without a seal stays "unverified", it is not refused
+    plain = path.parent / "plain.tflite"
+    plain.write_bytes(_third_party_tflite().read_bytes())
+    assert check_tflite_seal(plain) is None
+    assert bench(plain, opts, local=True, results=None).records[0]["artifact"]["integrity"] == UNVERIFIED
+
+
+def test_seal_needs_its_placeholder(tmp_path):
+    from facelm.runtime.tflite_seal import seal_tflite
+
+    (tmp_path / "m.tflite").write_bytes(b"\x18\x00\x00\x00TFL3" + b"\x00" * 100)
+    with pytest.raises(InputError, match="placeholder"):
+        seal_tflite(tmp_path / "m.tflite")

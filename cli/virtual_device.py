@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
                         "CPU; needs `facelm arm64 setup`; emulation is 100-1000x slower, its timings are marked "
                         "emulated and are not phone figures)")
     p.add_argument("--connect", action="store_true", help="also run 'adb connect' to it")
+    p.add_argument("--unsafe-host-shell", action="store_true", default=v["unsafe_host_shell"],
+                   help="where no user/mount namespace can be made (bubblewrap), run the device's shell commands "
+                        "unconfined on this machine, as you (without it, such a device refuses to start)")
     add_adb_flags(p)
     g = p.add_argument_group("fault switches")
     g.add_argument("--drop-after", type=int, default=f.drop_after_bytes, metavar="BYTES", help="drop the link after BYTES")
@@ -57,7 +60,8 @@ def drive(args: argparse.Namespace) -> int:
     import signal
 
     profile = DeviceProfile.from_json(args.profile.read_text()) if args.profile else DeviceProfile()
-    vd = VirtualDevice(args.sandbox, profile, port=args.port, faults=faults_from_args(args), arch=args.arch).start()
+    vd = VirtualDevice(args.sandbox, profile, port=args.port, faults=faults_from_args(args), arch=args.arch,
+                       unsafe_host_shell=args.unsafe_host_shell).start()
     abi = vd.profile.props.get("ro.product.cpu.abi")
     emulated = " (aarch64 under qemu-user: emulated timings)" if args.arch == "arm64" else ""
     print(f"virtual device {profile.props.get('ro.product.model')} [{abi}{emulated}] listening on {vd.serial}; "

@@ -121,3 +121,11 @@ def test_device_refuses_to_start_without_a_namespace(tmp_path, monkeypatch):
         assert vd.jail is None and vd.port > 0
     finally:
         vd.stop()
+
+
+def test_cli_offers_unsafe_host_shell(capsys):
+    from facelm.cli import main
+
+    assert main(["virtual-device", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--unsafe-host-shell" in out and "refuses to start" in out

@@ -66,7 +66,8 @@ class BenchOptions:
 
     def record_dict(self) -> dict:
         """The options that define a measurement (what --resume matches on)."""
-        keys = ("threads", "delegate", "runs", "warmup", "repeats", "pin_big_cores", "drift", "drift_samples", "op_profile")
+        keys = ("threads", "delegate", "runs", "warmup", "repeats", "pin_big_cores", "drift", "drift_samples",
+                "op_profile")
         d = asdict(self)
         return {k: d[k] for k in keys}
 

@@ -293,7 +293,8 @@ def op_profile_record(parsed: list[dict], source: str = "benchmark_model --enabl
             totals[row["graph"]] = totals.get(row["graph"], 0.0) + row["avg_ms"]
         for row in table.values():
             row["pct"] = 100.0 * row["avg_ms"] / totals[row["graph"]] if totals[row["graph"]] else None
-    primary = [s[0]["timings_us"]["avg"] for s in runs if s.get(0, {}).get("timings_us") and "avg" in s[0]["timings_us"]]
+    primary = [s[0]["timings_us"]["avg"] for s in runs
+               if s.get(0, {}).get("timings_us") and "avg" in s[0]["timings_us"]]
     init = [{"type": r["type"], "name": r["name"], "avg_ms": r["avg_ms"]}
             for p in parsed[:1] if p and p.get("init") for r in p["init"].get(0, {}).get("run_order", [])]
     return {

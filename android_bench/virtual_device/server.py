@@ -5,7 +5,9 @@ implements (see AOSP ``packages/modules/adb/protocol.txt``):
 
 * CNXN handshake, answering with protocol version 0x01000001 and a banner that
   advertises only the features implemented here (``shell_v2``,
-  ``fixed_push_mkdir``). AUTH is skipped unless the ``unauthorized`` fault is on.
+  ``fixed_push_mkdir``). AUTH is skipped unless the ``unauthorized`` fault is on, or
+  ``authorized_keys`` is given: then only a host whose adb key (``~/.android/adbkey``)
+  signs the device's random token is let in, as a real phone does after "Always allow".
 * OPEN / OKAY / WRTE / CLSE streams with adb's one-write-in-flight flow control.
 * Services ``shell,v2[,raw|,pty]:CMD``, ``shell:CMD``, ``exec:CMD``, ``sync:``
   (see :mod:`.sync`) and ``tcp:PORT`` / ``tcp:HOST:PORT`` (for ``adb forward``).
@@ -94,6 +96,48 @@ def device_path(root: Path, remote: str) -> Path | None:
     if not parts or parts[0] not in MAPPED_ROOTS:
         return None
     return Path(root, *parts)
+
+
+# ----------------------------------------------------------------- adb key handshake
+#: DER prefix of a SHA-1 DigestInfo: adb signs the 20-byte token as if it were a SHA-1 digest.
+_SHA1_DIGEST_INFO = bytes.fromhex("3021300906052b0e03021a05000414")
+TOKEN_SIZE = 20
+
+
+def parse_adb_public_key(text: str) -> tuple[int, int]:
+    """``adbkey.pub`` (base64 of adb's RSAPublicKey struct, then `` user@host``) -> (n, e).
+
+    The struct (little-endian uint32s): ``len`` (modulus words), ``n0inv``, ``modulus[len]``,
+    ``rr[len]``, ``exponent``.
+    """
+    import base64
+    import binascii
+    import struct
+
+    try:
+        raw = base64.b64decode(text.strip().split()[0])
+        (words,) = struct.unpack_from("<I", raw, 0)
+        n = int.from_bytes(raw[8:8 + 4 * words], "little")
+        (e,) = struct.unpack_from("<I", raw, 8 + 8 * words)
+    except (IndexError, ValueError, struct.error, binascii.Error):
+        raise ConfigError("not an adb public key (adbkey.pub)") from None
+    if words < 16 or n == 0 or e < 3:
+        raise ConfigError("not an adb public key (adbkey.pub)")
+    return n, e
+
+
+def verify_adb_signature(token: bytes, signature: bytes, key: tuple[int, int]) -> bool:
+    """True when ``signature`` is the RSA PKCS#1 v1.5 signature of ``token`` by ``key`` (n, e)."""
+    n, e = key
+    k = (n.bit_length() + 7) // 8
+    if len(signature) != k:
+        return False
+    s = int.from_bytes(signature, "big")
+    if s >= n:
+        return False
+    em = pow(s, e, n).to_bytes(k, "big")
+    t = _SHA1_DIGEST_INFO + token
+    return em == b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
 
 
 def confined(root: Path, local: Path) -> bool:
@@ -276,6 +320,7 @@ class Connection:
         self._next_id = 1
         self._send_lock = threading.Lock()
         self._bytes = 0
+        self._token = b""
 
     # -- low level -------------------------------------------------------------
     def _count(self, n: int) -> None:
@@ -355,15 +400,22 @@ class Connection:
             self.device.host_hellos.append((msg.arg0, msg.arg1, msg.data))
             if faults.offline:
                 return
-            if faults.unauthorized:
-                self.send(P.Message(P.A_AUTH, P.AUTH_TOKEN, 0, os.urandom(20)))
+            if faults.unauthorized or self.device.authorized_keys:
+                self._token = os.urandom(TOKEN_SIZE)
+                self.send(P.Message(P.A_AUTH, P.AUTH_TOKEN, 0, self._token))
                 return
             self._go_online()
         elif msg.command == P.A_AUTH:
-            # Unauthorized: reject every signature with a fresh token; ignore the
-            # public key (a real phone would now show the "Allow USB debugging?" dialog).
+            # A signature by an authorized key lets the host in; anything else gets a fresh
+            # token. The public key the host offers last is ignored (a real phone would now
+            # show the "Allow USB debugging?" dialog).
             if msg.arg0 == P.AUTH_SIGNATURE:
-                self.send(P.Message(P.A_AUTH, P.AUTH_TOKEN, 0, os.urandom(20)))
+                if (not faults.unauthorized and self._token and not self.online
+                        and any(verify_adb_signature(self._token, msg.data, k) for k in self.device.authorized_keys)):
+                    self._go_online()
+                    return
+                self._token = os.urandom(TOKEN_SIZE)
+                self.send(P.Message(P.A_AUTH, P.AUTH_TOKEN, 0, self._token))
         elif not self.online:
             log.debug("ignoring %s before the handshake", msg.name)
         elif msg.command == P.A_OPEN:
@@ -419,11 +471,13 @@ class VirtualDevice:
         unsafe_host_shell: run shell commands directly on this machine, as the user who
             started the device, when no namespace can be made (see the module docstring).
             Without it, such a device refuses to start.
+        authorized_keys: adb public keys (``adbkey.pub`` files or their text) allowed to
+            connect; empty (default): any local process may connect, as before.
     """
 
     def __init__(self, root: Path, profile: DeviceProfile | None = None, host: str = "127.0.0.1",
                  port: int = 0, faults: Faults | None = None, arch: str = "host", arm64_root=None,
-                 unsafe_host_shell: bool = False):
+                 unsafe_host_shell: bool = False, authorized_keys: tuple = ()):
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(f"the virtual device only listens on loopback, not {host!r}")
         self.arch = arch
@@ -432,6 +486,8 @@ class VirtualDevice:
             arm64_root = _built_arm64_root()
         self.root = build_sandbox(Path(root), self.profile)
         self.unsafe_host_shell = unsafe_host_shell
+        self.authorized_keys = [parse_adb_public_key(Path(k).read_text() if isinstance(k, Path) or (
+            isinstance(k, str) and os.path.isfile(k)) else str(k)) for k in authorized_keys]
         self._runtime = runtime_paths(arm64_root)
         self.jail: list[str] | None = None  # the bwrap prefix, set by start()
         self.benchmark_model_path = install_benchmark_model(self.root, arm64_root=arm64_root)

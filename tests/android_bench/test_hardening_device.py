@@ -129,3 +129,53 @@ def test_cli_offers_unsafe_host_shell(capsys):
     assert main(["virtual-device", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "--unsafe-host-shell" in out and "refuses to start" in out
+
+
+def _fake_adb_key(seed: int) -> str:
+    """An adbkey.pub-format key with a random 2048-bit modulus (nobody holds its private key)."""
+    import base64
+    import random
+    import struct
+
+    n = random.Random(seed).getrandbits(2048) | (1 << 2047) | 1
+    words = 64
+    raw = struct.pack("<II", words, 0) + n.to_bytes(256, "little") + b"\0" * 256 + struct.pack("<I", 65537)
+    return base64.b64encode(raw).decode() + " nobody@nowhere"
+
+
+def test_authorized_keys_let_only_the_keyed_host_in(adb, tmp_path):
+    """Optional auth: with authorized_keys, only a host whose adb key signs the token connects."""
+    import time
+
+    from facelm.android_bench.adb import DeviceUnauthorizedError
+    from facelm.android_bench.virtual_device import VirtualDevice
+
+    pub = Path(adb.env["HOME"]) / ".android" / "adbkey.pub"
+    if not pub.is_file():
+        pytest.skip(f"the adb client made no key at {pub}")
+    good = VirtualDevice(tmp_path / "good", authorized_keys=(pub, _fake_adb_key(1))).start()
+    bad = VirtualDevice(tmp_path / "bad", authorized_keys=(_fake_adb_key(2),)).start()
+    try:
+        adb.connect(good.serial)
+        end = time.monotonic() + 15
+        while adb.get_state(good.serial) != "device" and time.monotonic() < end:
+            time.sleep(0.2)
+        assert adb.shell(good.serial, "echo in", check=True).stdout.strip() == "in"
+        with pytest.raises(DeviceUnauthorizedError):
+            adb.connect(bad.serial)
+        with pytest.raises(DeviceError):
+            adb.shell(bad.serial, "true")
+    finally:
+        for vd in (good, bad):
+            adb.disconnect(vd.serial)
+            vd.stop()
+
+
+def test_adb_key_parsing_refuses_junk():
+    from facelm.android_bench.virtual_device.server import parse_adb_public_key
+    from facelm.errors import ConfigError
+
+    assert parse_adb_public_key(_fake_adb_key(3))[1] == 65537
+    for junk in ("", "abc", "QUFBQQ== x"):
+        with pytest.raises(ConfigError, match="adb public key"):
+            parse_adb_public_key(junk)

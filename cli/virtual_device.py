@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     p.add_argument("--unsafe-host-shell", action="store_true", default=v["unsafe_host_shell"],
                    help="where no user/mount namespace can be made (bubblewrap), run the device's shell commands "
                         "unconfined on this machine, as you (without it, such a device refuses to start)")
+    p.add_argument("--authorized-key", action="append", type=Path, default=[], metavar="ADBKEY_PUB",
+                   help="only hosts holding this adb key (~/.android/adbkey.pub) may connect (repeatable; "
+                        "default: any local process)")
     add_adb_flags(p)
     g = p.add_argument_group("fault switches")
     g.add_argument("--drop-after", type=int, default=f.drop_after_bytes, metavar="BYTES", help="drop the link after BYTES")
@@ -61,7 +64,8 @@ def drive(args: argparse.Namespace) -> int:
 
     profile = DeviceProfile.from_json(args.profile.read_text()) if args.profile else DeviceProfile()
     vd = VirtualDevice(args.sandbox, profile, port=args.port, faults=faults_from_args(args), arch=args.arch,
-                       unsafe_host_shell=args.unsafe_host_shell).start()
+                       unsafe_host_shell=args.unsafe_host_shell,
+                       authorized_keys=tuple(args.authorized_key)).start()
     abi = vd.profile.props.get("ro.product.cpu.abi")
     emulated = " (aarch64 under qemu-user: emulated timings)" if args.arch == "arm64" else ""
     print(f"virtual device {profile.props.get('ro.product.model')} [{abi}{emulated}] listening on {vd.serial}; "

@@ -128,7 +128,7 @@ def test_cli_offers_unsafe_host_shell(capsys):
 
     assert main(["virtual-device", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "--unsafe-host-shell" in out and "refuses to start" in out
+    assert "--unsafe-host-shell" in out and "refuses to start" in out and "--authorized-key" in out
 
 
 def _fake_adb_key(seed: int) -> str:

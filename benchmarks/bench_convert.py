@@ -1,4 +1,14 @@
-"""Speed and size of every artifact of one model, single thread, in one run (medians).
+"""Conversion wall time against a bare onnx2tf (``--conversion-speed``), or the speed and size of
+every artifact of one model, single thread, in one run (medians).
+
+``--conversion-speed`` times ``facelm convert`` with its defaults (the demo checkpoint, the
+paper-final config, targets tflite + tvm untuned: what ``make demo`` runs), prints its stage
+table, then times a bare ``onnx2tf -i model.onnx`` (float32 + float16, the stock CLI) of the
+same ONNX file in the same run and prints the ratio (issue 10's target: <= 2.5). The machine's
+load average is printed too: on a shared machine both figures move with it.
+
+    python benchmarks/bench_convert.py --conversion-speed [--json out.json]
+    python benchmarks/bench_convert.py --conversion-speed --config tiny --random-init   # quick look
 
 Runs in one process, one after the other: PyTorch, onnxruntime, each TFLite artifact with
 ai-edge-litert (XNNPACK, the default CPU delegate), and TVM host libraries (untuned and,
@@ -54,10 +64,63 @@ def convert_for_bench(args, out: Path) -> Path:
     return convert(cfg).out
 
 
+def conversion_speed(args) -> int:
+    """``facelm convert`` (defaults) vs a bare ``onnx2tf -i model.onnx`` of the same ONNX, same run."""
+    import shutil
+    import subprocess
+
+    from facelm.converters.pipeline import ConvertConfig, convert
+    from facelm.converters.tflite import _onnx2tf_command, write_calibration_inputs
+
+    work = Path(tempfile.mkdtemp(prefix="facelm-bench-convert-"))
+    load_before = os.getloadavg()
+    kw = {}
+    if args.config_given:
+        kw["config"] = args.config
+    cfg = ConvertConfig(weights=args.weights, random_init=args.random_init, out=str(work / "artifacts"), force=True,
+                        **kw)
+    t0 = time.perf_counter()
+    res = convert(cfg)
+    total = time.perf_counter() - t0
+    bare = work / "bare"
+    bare.mkdir()
+    shutil.copyfile(res.out / "model.onnx", bare / "model.onnx")  # a copy: onnx2tf rewrites its input
+    side = res.manifest.model.input_side
+    # onnx2tf's fallback sample file, so it never reaches for the network
+    write_calibration_inputs(bare, np.random.default_rng(0).uniform(0, 1, (4, side, side, 3)).astype(np.float32))
+    t1 = time.perf_counter()
+    proc = subprocess.run(_onnx2tf_command() + ["-i", "model.onnx"], cwd=bare, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+    bare_s = time.perf_counter() - t1
+    load_after = os.getloadavg()
+    if proc.returncode != 0:
+        print(proc.stdout[-2000:], proc.stderr[-2000:])
+        return 1
+    ratio = total / bare_s
+    print(f"model: {res.manifest.model.name} ({res.manifest.model.weights_file}); targets {','.join(cfg.targets)}; "
+          f"{os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print(f"{'stage':78s} {'s':>8s}")
+    for name, dt in res.timings.items():
+        print(f"{name[:78]:78s} {dt:8.1f}")
+    print(f"{'facelm convert, total':78s} {total:8.1f}")
+    print(f"{'bare onnx2tf -i model.onnx (float32 + float16)':78s} {bare_s:8.1f}")
+    print(f"ratio facelm convert / bare onnx2tf: {ratio:.2f} (target <= 2.5: {'met' if ratio <= 2.5 else 'NOT met'})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "model": res.manifest.model.name, "stages_s": res.timings, "convert_s": total, "bare_onnx2tf_s": bare_s,
+            "ratio": ratio, "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after},
+            indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--conversion-speed", action="store_true",
+                   help="time `facelm convert` (defaults) against a bare onnx2tf of the same ONNX")
     p.add_argument("--artifacts", help="benchmark an existing artifact folder instead of converting")
-    p.add_argument("--config", default="final")
+    p.add_argument("--config", default=None, help="model config (default: final; with --conversion-speed: "
+                                                  "the demo checkpoint's own)")
     p.add_argument("--weights")
     p.add_argument("--random-init", action="store_true")
     p.add_argument("--num-calib", type=int, default=100)
@@ -69,6 +132,11 @@ def main(argv=None) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args.config_given = args.config is not None
+    if args.config is None:
+        args.config = "final"
+    if args.conversion_speed:
+        return conversion_speed(args)
 
     import torch
 

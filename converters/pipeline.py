@@ -41,7 +41,11 @@ from facelm.quantization.drift import GateConfig
 
 log = logging.getLogger("facelm.convert")
 
-TARGETS = ("tflite", "tvm")
+TARGETS = ("tflite", "tvm", "tvm_int8")
+#: targets a plain ``facelm convert`` produces (``tvm_int8`` is asked for by name)
+DEFAULT_TARGETS = ("tflite", "tvm")
+#: tvm_int8's landmark drift vs the fp32 reference may be at most this multiple of int8 TFLite's
+TVM_INT8_DRIFT_RATIO = 1.5
 _CATALOGUE_ORDER = {k.name: i for i, k in enumerate(CATALOGUE)}
 
 
@@ -80,7 +84,7 @@ class ConvertConfig:
     random_init: bool = False
     out: str = "artifacts"
     calib: str = "synthetic"
-    targets: tuple[str, ...] = TARGETS
+    targets: tuple[str, ...] = DEFAULT_TARGETS
     force: bool = False
     quant_type: str = "per-channel"
     int16x8: bool = False
@@ -112,6 +116,8 @@ class ConvertConfig:
             if unknown or not self.variants:
                 raise ConfigError(f"variants must be a non-empty subset of {', '.join(tflite_names())}, "
                                   f"got {list(self.variants)}")
+        if "tvm_int8" in self.targets and "tflite" not in self.targets:
+            raise ConfigError("the tvm_int8 target is compiled from int8.tflite: give --targets tflite,tvm_int8[,tvm]")
         if self.tvm_eval_faces < 1:
             raise ConfigError("tvm_eval_faces must be >= 1")
         from facelm.converters.tflite import QUANT_TYPES
@@ -323,6 +329,11 @@ class _Run:
     warnings: list[str] = field(default_factory=list)
     #: latencies measured once no background conversion competes for the CPU: name -> (fn, x, runs)
     pending_latency: dict[str, tuple[Any, np.ndarray, int]] = field(default_factory=dict)
+    #: (N, K, 2) landmarks and (N, K, h, w) float heatmaps of each TFLite artifact (comparisons between artifacts)
+    artifact_lms: dict[str, np.ndarray] = field(default_factory=dict)
+    artifact_hm: dict[str, np.ndarray] = field(default_factory=dict)
+    #: (tvm_int8 drift mean, int8 TFLite drift mean) on the same faces
+    tvm_int8_check: tuple[float, float] | None = None
     #: the TVM relax module imported from ``model.onnx`` (shared by the host and Android builds)
     relax_module: Any = None
 
@@ -355,11 +366,11 @@ class _Run:
 
 
 def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
-    do_tflite, do_tvm = "tflite" in cfg.targets, "tvm" in cfg.targets
-    stages = _Stages(4 + do_tflite + 2 * do_tvm)
+    do_tflite, do_tvm, do_tvm8 = "tflite" in cfg.targets, "tvm" in cfg.targets, "tvm_int8" in cfg.targets
+    stages = _Stages(4 + 2 * do_tflite + 2 * do_tvm + do_tvm8)
     with stages.stage("load weights" if cfg.model is None else f"load {cfg.model}"):
         lm = load_model(cfg)
-        if do_tvm:  # fail before any long work when TVM is missing
+        if do_tvm or do_tvm8:  # fail before any long work when TVM is missing
             from facelm.runtime.tvm import import_tvm
 
             import_tvm()
@@ -368,7 +379,8 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
         run = _prepare_run(cfg, tmp, lm)
     entries: list[ArtifactEntry] = []
     source = "torch" if lm.model is not None else "source ONNX"
-    with stages.stage(f"{source} -> ONNX (opset {17 if lm.brought is None else 'of the source'}) + onnxruntime parity"):
+    with stages.stage(f"{source} -> ONNX (opset {17 if lm.brought is None or lm.model is not None else 'of the source'})"
+                      " + onnxruntime parity"):
         entries += _onnx_stage(run)
     onnx_path = tmp / artifact_kind("onnx").file
     with tempfile.TemporaryDirectory(prefix="facelm-onnx2tf-") as work:
@@ -390,6 +402,9 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
                     entries += _tflite_entries(run, produced)
                     if cfg.keep_float:
                         entries += _mixed_stage(run)
+                if do_tvm8:
+                    with stages.stage("int8.tflite -> TVM int8 host + Android arm64 (relax TFLite frontend) + drift"):
+                        entries += _tvm_int8_stage(run)
         finally:
             if job is not None:
                 job.kill()
@@ -474,7 +489,7 @@ def _onnx_stage(run: _Run) -> list[ArtifactEntry]:
     ort_hm = ox.onnx_heatmaps(onnx_path, run.x_eval)
     run.parity["onnx"] = ox.max_abs_diff(run.ref_hm, ort_hm)
     out = TensorSpec(m.output_name, (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32")
-    log.info("  onnx parity: max |torch - onnxruntime| = %.3g", run.parity["onnx"])
+    log.info("  onnx parity: max |%s - onnxruntime| = %.3g", run.lm.reference_name, run.parity["onnx"])
     return [artifact_entry_for(
         run.tmp, "onnx", input=TensorSpec(m.input_name, run.input_shape, "NCHW", "float32"), output=out,
         op_counts=_onnx_op_counts(onnx_path), max_tensor_rank=_onnx_max_rank(onnx_path),
@@ -527,6 +542,55 @@ def _tvm_android_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
         notes="linked with $TVM_NDK_CC" if a.linked else a.note)]
 
 
+def _tvm_int8_stage(run: _Run) -> list[ArtifactEntry]:
+    """``int8.tflite`` -> ``tvm/int8_host.so`` + the Android arm64 archive/library, with drift and parity.
+
+    The module is untuned (its parity and drift use the first ``tvm_eval_faces`` faces); its
+    drift vs the fp32 reference must stay within :data:`TVM_INT8_DRIFT_RATIO` x int8 TFLite's
+    on the same faces (a gate), and its parity against int8 TFLite is reported.
+    """
+    from facelm.converters import tvm as tv
+    from facelm.quantization.drift import landmark_drift
+
+    cfg, m = run.cfg, run.contract.model
+    mod = tv.import_tflite_int8(run.tmp / artifact_kind("int8").file)
+    s, (hh, hw), k = m.input_side, m.heatmap_size, m.num_keypoints
+    nhwc_in = (1, s, s, 3)
+    b = tv.compile_host(None, run.tmp / artifact_kind("tvm_int8").file, nhwc_in, mod=mod)
+    runner = tv.TvmRunner(b.path)
+    n = min(cfg.tvm_eval_faces, len(run.x_eval))
+    x = np.ascontiguousarray(run.x_eval[:n].transpose(0, 2, 3, 1))
+    raw = runner.run_raw(x)
+    out = TensorSpec("output", (1, hh, hw, k), "NHWC", "float32")
+    hm = raw.transpose(0, 3, 1, 2)
+    lms = run.landmarks(raw, out)
+    drift = run.drift("tvm_int8", hm, lms)
+    ref8 = run.artifact_lms["int8"][:n]
+    int8_drift = float(landmark_drift(run.ref_lms[:n], ref8, run.contract.layout.name)[0].mean())
+    vs_tflite = landmark_drift(ref8, lms, run.contract.layout.name)[0]
+    parity = {"vs_int8_tflite_heatmap_max_abs": float(np.abs(hm - run.artifact_hm["int8"][:n]).max()),
+              "vs_int8_tflite_landmark_nme_mean": float(vs_tflite.mean()),
+              "vs_int8_tflite_landmark_nme_max": float(vs_tflite.max()),
+              "int8_tflite_drift_mean_same_faces": int8_drift,
+              "drift_ratio_vs_int8_tflite": float(drift["mean"]) / int8_drift if int8_drift > 0 else None,
+              "faces": n}
+    run.tvm_int8_check = (float(drift["mean"]), int8_drift)
+    run.pending_latency["tvm_int8"] = (runner.invoke, x[:1], min(3, cfg.latency_runs))
+    entries = [artifact_entry_for(
+        run.tmp, "tvm_int8", target=b.target, input=TensorSpec("input", nhwc_in, "NHWC", "float32"), output=out,
+        op_counts=b.op_counts or {}, parity=parity, drift_vs_torch=drift,
+        notes=f"int8.tflite through the relax TFLite frontend (QDQ), untuned; parity and drift on {n} faces")]
+    a = tv.compile_android(None, run.tmp / "tvm", nhwc_in, mod=mod, stem="int8_android")
+    if not a.linked and a.note not in run.warnings:
+        run.warnings.append(a.note)
+    entries.append(artifact_entry_for(
+        run.tmp, "tvm_int8_android", f"tvm/{a.path.name}", "tvm_so" if a.linked else "tvm_tar", target=a.target,
+        input=TensorSpec("input", nhwc_in, "NHWC", "float32"), output=out,
+        op_counts=tv.object_counts(a.path) if not a.linked else {},
+        notes="int8.tflite through the relax TFLite frontend; " + ("linked with $TVM_NDK_CC" if a.linked else a.note)))
+    return entries
+
+
 def _publish_manifest(run: _Run, entries: list[ArtifactEntry], timings: dict[str, float]) -> tuple[Manifest, list[str]]:
     """Gates, ``manifest.json`` and ``report.md`` in the temp folder."""
     from facelm.converters.report import write_report
@@ -535,6 +599,11 @@ def _publish_manifest(run: _Run, entries: list[ArtifactEntry], timings: dict[str
     cfg = run.cfg
     drift_means = {e.name: float(e.drift_vs_torch["mean"]) for e in entries if e.drift_vs_torch}
     failures = check_gates(run.parity, drift_means, cfg.gates)
+    if run.tvm_int8_check is not None:
+        got, int8 = run.tvm_int8_check
+        if got > TVM_INT8_DRIFT_RATIO * int8 + 1e-12:
+            failures.append(f"tvm_int8: mean landmark drift {got:.4g} exceeds {TVM_INT8_DRIFT_RATIO}x int8 TFLite's "
+                            f"{int8:.4g} on the same faces")
     manifest = Manifest(
         facelm_version=__version__, contract=run.contract, tools=run.tools, artifacts=entries,
         created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -572,8 +641,9 @@ def wanted_variants(cfg: ConvertConfig) -> list[str]:
     """The TFLite artifacts to write, in catalogue order (see :attr:`ConvertConfig.variants`)."""
     from facelm.artifacts import tflite_names
 
+    need = {"int8"} if "tvm_int8" in cfg.targets else set()  # tvm_int8 is compiled from int8.tflite
     if cfg.variants is not None:
-        return [n for n in tflite_names() if n in cfg.variants]
+        return [n for n in tflite_names() if n in cfg.variants or n in need]
     return [n for n in tflite_names() if not artifact_kind(n).optional or (n == "int16x8" and cfg.int16x8)]
 
 
@@ -615,7 +685,9 @@ def _tflite_entries(run: _Run, produced: dict[str, Path]) -> list[ArtifactEntry]
         q = runner.output_spec.quantization
         hm = dequantize(raw, q).transpose(0, 3, 1, 2)
         # int8 outputs are decoded directly on the integers (the phone's path)
-        drift = run.drift(name, hm, run.landmarks(raw, runner.output_spec))
+        lms = run.landmarks(raw, runner.output_spec)
+        run.artifact_lms[name], run.artifact_hm[name] = lms, hm
+        drift = run.drift(name, hm, lms)
         ops, rank = count_ops(dst)
         p = {}
         if kind.float_reference:  # its max_abs is the heatmap difference vs torch

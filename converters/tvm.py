@@ -61,6 +61,60 @@ def import_onnx(onnx_path: str | os.PathLike, input_shape: tuple[int, ...], inpu
         raise ConversionError(f"TVM cannot import {onnx_path}: {type(exc).__name__}: {exc}") from exc
 
 
+def import_tflite_int8(tflite_path: str | os.PathLike):
+    """An int8 ``.tflite`` (float32 in/out, int8 inside) -> relax IRModule, for the ``tvm_int8`` artifacts.
+
+    Uses TVM 0.27's relax TFLite frontend (needs the ``tflite`` flatbuffer package, 2.18.0,
+    installed with ``--no-deps``). The frontend lowers each quantized op to explicit
+    dequantize -> float op -> quantize (QDQ), so TVM computes exactly what the calibrated
+    int8 model computes (scales, zero points, rounding). Three adjustments:
+
+    - the frontend refuses quantized ``PAD`` and ``TRANSPOSE`` although its converters for
+      both are correct for quantized tensors (PAD pads with the input's zero point,
+      TRANSPOSE only moves values): :class:`_Int8Ops` admits them;
+    - ``TRANSPOSE_CONV`` comes out NHWC/IOHW, which TVM's conv2d_transpose lowering does not
+      take: it is converted to NCHW (``ConvertLayout``);
+    - constants are folded (the weights' dequantize runs once, at compile time).
+
+    The module takes the TFLite model's NHWC float32 input and returns its NHWC heatmaps.
+
+    Raises:
+        ConversionError: ``tflite`` is missing or the frontend cannot convert an op.
+    """
+    import_tvm()
+    from tvm import relax
+
+    try:
+        import tflite
+    except ImportError:
+        raise ConversionError("the tvm_int8 artifacts need the tflite flatbuffer package: "
+                              "pip install --no-deps tflite==2.18.0") from None
+    from tvm.relax.frontend.tflite import from_tflite
+
+    buf = Path(tflite_path).read_bytes()
+    try:
+        mod = from_tflite(tflite.Model.GetRootAsModel(buf, 0), op_converter=_int8_ops())
+        if isinstance(mod, tuple):
+            mod = mod[0]
+        mod = relax.transform.FoldConstant()(mod)
+        mod = relax.transform.ConvertLayout({"relax.nn.conv2d_transpose": ["NCHW", "IOHW"]})(mod)
+        return relax.transform.FoldConstant()(mod)
+    except Exception as exc:  # the frontend raises many types
+        raise ConversionError(f"TVM cannot import {Path(tflite_path).name}: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def _int8_ops():
+    from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
+
+    class _Int8Ops(OperatorConverter):
+        """The stock converter, with quantized PAD and TRANSPOSE admitted (see :func:`import_tflite_int8`)."""
+
+        _SUPPORTED_QUANTIZED_OPS = OperatorConverter._SUPPORTED_QUANTIZED_OPS | {"PAD", "TRANSPOSE"}
+
+    return _Int8Ops
+
+
 def _strategy(population: int = 128):
     from tvm.s_tir.meta_schedule.search_strategy import EvolutionarySearch
 
@@ -263,13 +317,14 @@ def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, inpu
                     op_counts=op_counts)
 
 
-def compile_android(onnx_path: str | os.PathLike, out_dir: str | os.PathLike,
-                    input_shape: tuple[int, ...], mod=None) -> TvmBuild:
+def compile_android(onnx_path: str | os.PathLike | None, out_dir: str | os.PathLike,
+                    input_shape: tuple[int, ...], mod=None, stem: str = "android") -> TvmBuild:
     """Cross-compile for ``aarch64-linux-android`` (+neon).
 
     With ``$TVM_NDK_CC`` set to an NDK clang, links ``out_dir/android.so``. Otherwise writes
     ``out_dir/android.tar`` (AArch64 object files) and returns a note on how to link it;
-    the caller shows it as a warning. ``mod``: the already imported relax module, if any.
+    the caller shows it as a warning. ``mod``: the already imported relax module, if any;
+    ``stem``: the file name without suffix.
     """
     tvm = import_tvm()
     mod = mod if mod is not None else import_onnx(onnx_path, input_shape)
@@ -285,13 +340,13 @@ def compile_android(onnx_path: str | os.PathLike, out_dir: str | os.PathLike,
             raise ConversionError(f"${NDK_ENV}={cc!r} is not an executable compiler")
         from tvm.support import ndk
 
-        path = out_dir / "android.so"
+        path = out_dir / f"{stem}.so"
         try:
             ex.export_library(str(path), fcompile=ndk.create_shared)
         except Exception as exc:
             raise ConversionError(f"linking with ${NDK_ENV}={cc} failed: {exc}") from exc
         return TvmBuild(path=path, target=ANDROID_TARGET, linked=True)
-    path = out_dir / "android.tar"
+    path = out_dir / f"{stem}.tar"
     ex.export_library(str(path))
     return TvmBuild(path=path, target=ANDROID_TARGET, linked=False,
                     note=f"no Android NDK (${NDK_ENV} unset). " + LINK_NOTE.format(tar=path.name))

@@ -80,6 +80,10 @@ CATALOGUE: tuple[ArtifactKind, ...] = (
     ArtifactKind("tvm_host", "tvm/host.so", "tvm_so", "fp32", "float32", "float32", "host", "tvm"),
     ArtifactKind("tvm_android", "tvm/android.tar", "tvm_tar", "fp32", "float32", "float32", "android-arm64",
                  "tvm", alternatives=(("tvm/android.so", "tvm_so"),)),
+    ArtifactKind("tvm_int8", "tvm/int8_host.so", "tvm_so", "int8", "int8", "float32", "host", "tvm_int8",
+                 optional=True),
+    ArtifactKind("tvm_int8_android", "tvm/int8_android.tar", "tvm_tar", "int8", "int8", "float32", "android-arm64",
+                 "tvm_int8", optional=True, alternatives=(("tvm/int8_android.so", "tvm_so"),)),
 )
 
 #: The host fp32 TFLite artifact: the reference of on-device drift.

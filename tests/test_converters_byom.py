@@ -7,6 +7,7 @@ gives are known to within a cell: that checks stride, layout and decode end to e
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ import byom_helpers as bh  # noqa: E402
 from facelm.errors import FacelmError, InputError  # noqa: E402
 
 CONTRACT = ["--layout", "ibug68", "--input-size", "256"]
-FAST = ["--num-calib", "8", "--num-eval", "4", "--latency-runs", "1", "--targets", "tflite"]
+COMMON = ["--num-calib", "8", "--num-eval", "4", "--latency-runs", "1"]
+FAST = COMMON + ["--targets", "tflite"]
 
 
 def _aligned_face(size: int = 256):
@@ -46,7 +48,9 @@ def onnx_converted(tmp_path_factory):
     src = bh.ibug68_onnx(d / "my_ibug68.onnx")  # symbolic batch, input 'image', output 'logits'
     before = src.read_bytes()
     out = d / "out"
-    rc = main(["convert", "--model", str(src), *CONTRACT, *FAST, "--variants", "fp32,int8", "--out", str(out)])
+    targets = "tflite,tvm,tvm_int8" if importlib.util.find_spec("tvm") and importlib.util.find_spec("tflite") else "tflite"
+    rc = main(["convert", "--model", str(src), *CONTRACT, *COMMON, "--targets", targets, "--variants", "fp32,int8",
+               "--out", str(out)])
     return rc, out, src, before
 
 
@@ -57,7 +61,8 @@ def test_onnx_model_converts_end_to_end(onnx_converted):
     assert rc == 0
     assert src.read_bytes() == before  # the user's file is never handed to onnx2tf
     man = load_manifest(out)  # hashes verified
-    assert set(man.names()) == {"onnx", "fp32", "int8"}  # only the variants asked for
+    assert {"onnx", "fp32", "int8"} <= set(man.names())
+    assert not {"fp16", "dynamic_int8", "int8_io"} & set(man.names())  # only the variants asked for
     m = man.model
     assert (m.source, m.name, m.num_keypoints) == ("onnx", "my_ibug68", 68)
     assert m.input_size == (256, 256) and m.heatmap_size == (64, 64) and m.stride == (4.0, 4.0)
@@ -197,3 +202,35 @@ def test_contract_yaml(tmp_path):
     d = DeclaredContract.from_mapping(contract_from_args(ns))
     assert d.decode == "dark" and d.output_layout == "NHWC" and d.stride == 4.0
     assert d.normalization().color == "BGR" and d.normalization().mean == (0.5, 0.5, 0.5)
+
+
+def test_tvm_targets_of_a_brought_model(onnx_converted):
+    """fp32 TVM (no isnan/where left from Clip) and int8 TVM compiled from int8.tflite, checked here."""
+    import tarfile
+
+    from facelm.runtime.manifest import load_manifest
+    from facelm.runtime.tflite import TfliteRunner
+    from facelm.runtime.tvm import TvmRunner
+
+    rc, out, src, _ = onnx_converted
+    man = load_manifest(out)
+    if "tvm_int8" not in man.names():
+        pytest.skip("TVM or the tflite package is not installed")
+    host = man.artifact("tvm_host")
+    assert "isnan" not in host.op_counts and "where" not in host.op_counts and host.op_counts["nn.conv2d"] == 3
+    assert host.parity["max_abs"] < 1e-4
+    t8 = man.artifact("tvm_int8")
+    assert (t8.precision, t8.weight_dtype, t8.platform, t8.format) == ("int8", "int8", "host", "tvm_so")
+    assert t8.parity["drift_ratio_vs_int8_tflite"] <= 1.5
+    assert t8.drift_vs_torch["mean"] <= 1.5 * t8.parity["int8_tflite_drift_mean_same_faces"] + 1e-12
+    # independent check: the library against int8.tflite on a fresh input (NHWC in and out)
+    x = np.random.default_rng(7).normal(size=(2, 3, 256, 256)).astype(np.float32)
+    got = TvmRunner(out / t8.file).run_raw(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    tfl = TfliteRunner(out / "int8.tflite").run_raw(x)
+    assert got.shape == tfl.shape == (2, 64, 64, 68)
+    assert np.abs(got - tfl).max() <= 0.05 * np.abs(tfl).max()  # a few output quantization steps at most
+    assert np.argmax(got.reshape(2, -1, 68), 1).tolist() == np.argmax(tfl.reshape(2, -1, 68), 1).tolist()
+    android = man.artifact("tvm_int8_android")
+    assert android.platform == "android-arm64" and android.target["mtriple"] == "aarch64-linux-android"
+    with tarfile.open(out / android.file) as tf:
+        assert any(m.name.endswith(".o") for m in tf.getmembers())

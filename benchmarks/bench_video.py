@@ -15,7 +15,8 @@ Metrics:
 - static jitter: RMS frame-to-frame landmark displacement on the static clip, in pixels of the
   192 crop (image px x the truth's alignment scale) and in % of the inter-ocular distance (104-105);
 - lag: the time shift (frames, 0.1 steps) that best aligns the predicted trajectory with the truth
-  on the slow clip (positive = behind);
+  on the slow clip (positive = behind); it needs a clip much longer than the lag it can find
+  (+-4 frames): read it from ``--full`` (90 frames), not from the 20-frame default run;
 - latency: mean ms per stage and per frame, one thread (this machine; absolute numbers vary).
 """
 from __future__ import annotations

@@ -132,17 +132,28 @@ def test_huge_listed_file_is_refused_by_size_before_hashing(manifest_dir, monkey
         mf.load_manifest(folder)
 
 
-# Values the typed manifest still accepts (gaps reported to the lead; strict xfail flips when fixed).
-@pytest.mark.xfail(strict=True, reason="gap: TensorSpec accepts quantization scale 1e308 and zero_point 1e30; "
-                                       "an integer scale 10**400 raises OverflowError (math.isfinite)")
-@pytest.mark.parametrize("key, value", [("scale", 1e308), ("zero_point", 10**30), ("scale", 10**400)], ids=_short_id)
-def test_gap_manifest_quantization_ranges(manifest_dir, key, value):
+# Absurd quantization parameters are refused by name (an integer beyond float64 raised OverflowError before).
+@pytest.mark.parametrize("key, value", [("scale", 1e308), ("zero_point", 10**30), ("scale", 10**400),
+                                        ("zero_point", 300)], ids=_short_id)
+def test_manifest_quantization_ranges(manifest_dir, key, value):
     from facelm.runtime import ManifestError, load_manifest
 
     folder, d = manifest_dir
     (folder / "manifest.json").write_text(json.dumps(
         _set(d, ("artifacts", 0, "input", "quantization", key), value)))
-    with pytest.raises(ManifestError):
+    with pytest.raises(ManifestError, match=rf"quantization\.{key}"):
+        load_manifest(folder)
+
+
+@pytest.mark.parametrize("path, value", [(("model", "input_size"), [10**9, 10**9]),
+                                         (("preprocess", "five_point_template", 0), [1e300, 0.0]),
+                                         (("model", "num_keypoints"), 10**400)], ids=_short_id)
+def test_manifest_absurd_sizes(manifest_dir, path, value):
+    from facelm.runtime import ManifestError, load_manifest
+
+    folder, d = manifest_dir
+    (folder / "manifest.json").write_text(json.dumps(_set(d, path, value)))
+    with pytest.raises(ManifestError, match=path[1]):
         load_manifest(folder)
 
 

@@ -115,27 +115,27 @@ class _Fields:
             raise self.fail(key, f"one of {list(choices)}" if choices else "a string")
         return v
 
-    def int(self, key: str, lo: int | None = None, optional: bool = False) -> Any:
+    def int(self, key: str, lo: int | None = None, optional: bool = False, hi: int = 1 << 62) -> Any:
         if optional and self.d.get(key) is None:
             return None
         v = self._get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
-            raise self.fail(key, "an integer" + (f" >= {lo}" if lo is not None else ""))
+        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo) or v > hi:
+            raise self.fail(key, "an integer" + (f" in [{lo}, {hi}]" if lo is not None else f" <= {hi}"))
         return v
 
     def float(self, key: str, positive: bool = False) -> float:
         v = self._get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        if not _finite(v) or (positive and v <= 0):
             raise self.fail(key, "a finite" + (" positive" if positive else "") + " number")
         return float(v)
 
     def numbers(self, key: str, n: int, positive: bool = False, integer: bool = False) -> tuple:
         v = self._get(key)
         ok = isinstance(v, list) and len(v) == n and all(
-            not isinstance(x, bool) and isinstance(x, int if integer else (int, float))
-            and math.isfinite(x) and (not positive or x > 0) for x in v)
+            _finite(x) and (isinstance(x, int) or not integer) and (not positive or x > 0)
+            and (not integer or x <= MAX_SIDE) for x in v)
         if not ok:
-            what = "integers" if integer else "finite numbers"
+            what = f"integers up to {MAX_SIDE}" if integer else "finite numbers"
             raise self.fail(key, f"a list of {n} {'positive ' if positive else ''}{what}")
         return tuple(int(x) if integer else float(x) for x in v)
 
@@ -146,6 +146,20 @@ class _Fields:
         if not isinstance(v, dict):
             raise self.fail(key, "an object")
         return v
+
+
+#: Largest integer accepted for sizes and counts (a 65536-pixel image side is already absurd here).
+MAX_SIDE = 1 << 16
+
+
+def _finite(x: Any) -> bool:
+    """True for a real (non-bool) int or float that is finite as a float64; never raises."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:  # an int beyond float64
+        return False
 
 
 def _kind(v: Any) -> str:
@@ -204,13 +218,25 @@ class TensorSpec:
         f = _Fields(d, where)
         shape = f._get("shape")
         if not (isinstance(shape, list) and 1 <= len(shape) <= 8
-                and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+                and all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= MAX_SIDE for s in shape)):
             raise f.fail("shape", "a list of 1 to 8 positive integers")
         dtype = f.str("dtype", ("float32", "float16", "int8", "uint8", "int16", "int32"))
         q = None
         if f.has("quantization"):
+            from facelm.codec.core import SCALE_RANGE
+
             qf = _Fields(d["quantization"], f"{where}.quantization")
-            q = Quantization(qf.float("scale", positive=True), qf.int("zero_point"))
+            scale = qf.float("scale", positive=True)
+            if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+                raise qf.fail("scale", f"a number in [{SCALE_RANGE[0]:g}, {SCALE_RANGE[1]:g}]")
+            zp = qf.int("zero_point", lo=-(1 << 31), hi=(1 << 31) - 1)
+            if dtype in ("int8", "uint8", "int16"):
+                import numpy as np
+
+                info = np.iinfo(dtype)
+                if not info.min <= zp <= info.max:
+                    raise qf.fail("zero_point", f"an integer within {dtype}'s range [{info.min}, {info.max}]")
+            q = Quantization(scale, zp)
         if dtype.startswith(("int", "uint")) and q is None:
             raise f.fail("quantization", f"scale and zero_point for the {dtype} tensor")
         return cls(name=f.str("name"), shape=tuple(shape), layout=f.str("layout", TENSOR_LAYOUTS), dtype=dtype,
@@ -318,10 +344,9 @@ class PreprocessSpec:
             raise f.fail("std", f"values in [{STD_RANGE[0]:g}, {STD_RANGE[1]:g}]")
         tpl = f._get("five_point_template")
         if not (isinstance(tpl, list) and len(tpl) == 5 and all(
-                isinstance(p, list) and len(p) == 2 and all(
-                    isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in p)
+                isinstance(p, list) and len(p) == 2 and all(_finite(c) and abs(c) <= MAX_SIDE for c in p)
                 for p in tpl)):
-            raise f.fail("five_point_template", "5 [x, y] pairs of finite numbers")
+            raise f.fail("five_point_template", f"5 [x, y] pairs of numbers within ±{MAX_SIDE}")
         return cls(Normalization(mean=mean, std=std, color=color),
                    tuple((float(p[0]), float(p[1])) for p in tpl))
 

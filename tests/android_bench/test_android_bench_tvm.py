@@ -45,7 +45,7 @@ def tvm_dir(tmp_path_factory):
 
 def test_local_tvm(tvm_dir):
     d, _ = tvm_dir
-    res = bench(d, BenchOptions(runs=5, warmup=1, threads=1), local=True, results=None)
+    res = bench(d, BenchOptions(runs=5, warmup=1, threads=1), local=True, results=None, allow_native_code=True)
     (r,) = res.records
     assert r["backend"] == "local-tvm" and r["status"] == "ok"
     assert r["latency_ms"]["count"] == 5 and r["latency_ms"]["basis"] == "per-run"

@@ -200,3 +200,44 @@ def warp_faces(images: list[np.ndarray] | np.ndarray, ms: np.ndarray, size: int)
     if len(images) != len(ms):
         raise InputError(f"{len(images)} images but {len(ms)} transforms")
     return np.stack([warp_face(img, m, size) for img, m in zip(images, ms)])
+
+
+#: Smallest distance between the two eye points (pixels of the source image) that makes a face.
+MIN_EYE_DISTANCE_PX = 4.0
+#: Smallest share of the aligned crop that must come from inside the image.
+MIN_CROP_INSIDE = 0.5
+
+
+def check_face_geometry(five_points: np.ndarray, image_shape: tuple[int, ...], size: int,
+                        spec: TemplateSpec = DEFAULT_TEMPLATE) -> np.ndarray:
+    """Refuse five points that cannot be a face in this image; return the image -> crop transform.
+
+    Rules (documented thresholds):
+    - the eye points (rows 0 and 1) are at least :data:`MIN_EYE_DISTANCE_PX` apart;
+    - at least :data:`MIN_CROP_INSIDE` of the ``size`` x ``size`` aligned crop maps inside the
+      image (points far outside it, a x1e6 spread or a 1x1 image fail this).
+
+    Args:
+        five_points: (5, 2) pixels in the image, ArcFace order.
+        image_shape: (H, W, ...) of the image.
+        size: model input side in pixels.
+    Raises:
+        InputError: naming the rule that failed and the measured value.
+    """
+    pts = _check_points(five_points, "five_points")
+    if pts.shape != (5, 2):
+        raise InputError(f"five_points must have shape (5, 2), got {pts.shape}")
+    eye = float(np.hypot(*(pts[1] - pts[0])))
+    if not eye >= MIN_EYE_DISTANCE_PX:
+        raise InputError(f"five points with the eyes {eye:.3g} px apart are not a face "
+                         f"(at least {MIN_EYE_DISTANCE_PX:g} px)")
+    m = estimate_alignment(pts, size, spec)
+    h, w = int(image_shape[0]), int(image_shape[1])
+    grid = (np.arange(16) + 0.5) * (size / 16.0) - 0.5
+    gx, gy = np.meshgrid(grid, grid)
+    src = transform_points(np.stack([gx.ravel(), gy.ravel()], axis=1), invert_affine(m))
+    inside = float(np.mean((src[:, 0] >= -0.5) & (src[:, 0] <= w - 0.5) & (src[:, 1] >= -0.5) & (src[:, 1] <= h - 0.5)))
+    if inside < MIN_CROP_INSIDE:
+        raise InputError(f"the face the five points describe lies mostly outside the {w}x{h} image "
+                         f"({100 * inside:.0f}% of its crop inside, at least {100 * MIN_CROP_INSIDE:.0f}% needed)")
+    return m

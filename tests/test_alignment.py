@@ -114,3 +114,26 @@ def test_warp_moves_a_dot_where_the_transform_says():
     assert warp_faces([img3, img3], np.stack([m, m]), 64).shape == (2, 64, 64, 3)
     with pytest.raises(InputError):
         warp_face(np.zeros((0, 5, 3), np.uint8), m, 64)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("outside", "mostly outside"), ("collapsed", "eyes"), ("spread", "mostly outside"), ("tiny_image", "outside"),
+])
+def test_impossible_five_points_are_refused(case, match):
+    from facelm.alignment import check_face_geometry
+
+    five = np.array([[80.0, 90], [120, 90], [100, 115], [84, 138], [116, 138]])
+    shape = (200, 200, 3)
+    if case == "outside":
+        five = five + 10_000
+    elif case == "collapsed":
+        five = np.full((5, 2), 100.0) + np.arange(5)[:, None] * 1e-8
+    elif case == "spread":
+        five = (five - 100) * 1e6 + 100
+    else:
+        shape = (1, 1, 3)
+    with pytest.raises(InputError, match=match):
+        check_face_geometry(five, shape, 96)
+    if case != "tiny_image":
+        assert check_face_geometry(np.array([[80.0, 90], [120, 90], [100, 115], [84, 138], [116, 138]]),
+                                   (200, 200, 3), 96).shape == (2, 3)

@@ -127,3 +127,19 @@ def test_tflite_runner_specs_and_batch(converted):
     raw = r.run_raw(x)
     assert raw.shape[0] == 3 and raw.dtype == np.int8
     np.testing.assert_array_equal(raw[1:2], r.run_raw(x[1:2]))
+
+
+def test_landmarker_refuses_impossible_five_points(converted):
+    from facelm.errors import InputError
+    from facelm.runtime import Landmarker
+
+    _, out = converted
+    image, five = _face(10)
+    with Landmarker.create_from_model_path(out, artifact="fp32") as lm:
+        for bad, match in ((five + 10_000, "outside"), (np.repeat(five[:1], 5, axis=0), "eyes"),
+                           ((five - five.mean(0)) * 1e6, "outside")):
+            with pytest.raises(InputError, match=match):
+                lm.detect(image, bad)
+        with pytest.raises(InputError, match="outside"):
+            lm.detect(image[:1, :1], five)
+        assert lm.detect(image, five).landmarks.shape == (106, 2)

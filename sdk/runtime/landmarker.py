@@ -125,6 +125,9 @@ def _resolve(options: LandmarkerOptions) -> tuple[Path, ModelContract]:
         match = [a for a in manifest.artifacts if a.file == path.name]
         if match:
             return manifest.artifact_path(match[0].name, verify=options.verify), manifest.contract
+    from facelm.runtime.tflite_seal import check_tflite_seal
+
+    check_tflite_seal(path)  # a sealed lone .tflite must be unchanged since conversion
     meta = read_tflite_metadata(path)
     if meta is None:
         raise InputError(f"{path} has no facelm metadata and no manifest.json beside it; "
@@ -258,7 +261,11 @@ class Landmarker:
                 raise InputError("detect() is for IMAGE mode; this Landmarker runs in VIDEO mode: "
                                  "use detect_for_video(frame, timestamp_ms)")
             return self._result(detect_image(image, self, self.detector))
-        res = self._result(detect_image(image, self, five_points=_five_points(five_points)))
+        from facelm.alignment import check_face_geometry
+
+        pts = _five_points(five_points)
+        check_face_geometry(pts, np.shape(image), self._size)  # impossible points: InputError, not garbage
+        res = self._result(detect_image(image, self, five_points=pts))
         res.source = "five_points"
         return res
 

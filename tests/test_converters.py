@@ -106,7 +106,9 @@ def test_drift_figures(converted):
     man = load_manifest(converted[1])
     for name in TFLITE + ("onnx", "tvm_host"):
         d = man.artifact(name).drift_vs_torch
-        assert d["count"] == 12
+        # the untuned TVM module runs the first --tvm-eval-faces (8) faces only
+        assert d["count"] == (8 if name == "tvm_host" else 12)
+        assert d.get("faces", 12) == d["count"]
         assert 0 <= d["mean"] <= d["p95"] <= d["max"] + 1e-12
         assert len(d["top_landmarks"]) == 10
         assert d["nme"] is not None and 0 <= d["auc"] <= 1  # synthetic faces carry ground truth

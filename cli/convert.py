@@ -50,6 +50,8 @@ def register(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--int16x8", action="store_true", help="also write int16x8.tflite (int16 activations)")
     p.add_argument("--variants", default=None,
                    help="comma-separated TFLite artifacts to write (default: fp32,fp16,dynamic_int8,int8,int8_io)")
+    p.add_argument("--tvm-tuning-db", default=d.tvm_tuning_db,
+                   help="MetaSchedule database folder: applied as is with --tvm-trials 0, continued otherwise")
     p.add_argument("--tvm-eval-faces", type=int, default=d.tvm_eval_faces,
                    help="evaluation faces run through the untuned TVM host module (parity still gated)")
     p.add_argument("--num-calib", type=int, default=d.num_calib, help="calibration faces")
@@ -89,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
     variants = None if args.variants is None else tuple(v.strip() for v in args.variants.split(",") if v.strip())
     return ConvertConfig(
         model=args.model, contract=contract_from_args(args), variants=variants,
-        tvm_eval_faces=args.tvm_eval_faces,
+        tvm_eval_faces=args.tvm_eval_faces, tvm_tuning_db=args.tvm_tuning_db,
         config=args.config, weights=args.weights, random_init=args.random_init, out=args.out,
         calib=args.calib, targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),
         force=args.force, quant_type=args.quant_type, int16x8=args.int16x8, num_calib=args.num_calib,

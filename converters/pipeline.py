@@ -77,6 +77,8 @@ class ConvertConfig:
             one (plus ``int16x8`` when ``int16x8``).
         tvm_eval_faces: evaluation faces run through the *untuned* TVM host module (it is
             slow; parity is still gated on them). Tuned modules run every evaluation face.
+        tvm_tuning_db: a MetaSchedule database folder: with ``tvm_trials`` 0 its records are
+            applied without tuning; with trials, tuning continues it (and it is kept).
     """
 
     config: str | None = None
@@ -97,6 +99,7 @@ class ConvertConfig:
     contract: dict | None = None
     variants: tuple[str, ...] | None = None
     tvm_eval_faces: int = 8
+    tvm_tuning_db: str | None = None
     keep_float: str | None = None  # int8_mixed: "auto" or NAME,NAME (facelm.quantization.mixed)
     drift_target: float = 0.0005  # int8_mixed: mean drift vs torch that "auto" aims for
 
@@ -505,24 +508,26 @@ def _tvm_host_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
     kind = artifact_kind("tvm_host")
     run.relax_module = tv.import_onnx(onnx_path, run.input_shape)
     b = tv.compile_host(onnx_path, run.tmp / kind.file, run.input_shape, trials=cfg.tvm_trials,
-                        mod=run.relax_module)
+                        mod=run.relax_module, work_dir=cfg.tvm_tuning_db)
+    tuned = bool(cfg.tvm_trials or cfg.tvm_tuning_db)
     runner = tv.TvmRunner(b.path)
     # an untuned module is slow (~1.5 s a face on the paper model): a few faces give its parity
     # (still gated) and drift; a tuned one runs every evaluation face
-    n = len(run.x_eval) if cfg.tvm_trials else min(cfg.tvm_eval_faces, len(run.x_eval))
+    n = len(run.x_eval) if tuned else min(cfg.tvm_eval_faces, len(run.x_eval))
     tvm_hm = runner.heatmaps(run.x_eval[:n])
     out = TensorSpec("output", (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32")
     run.parity["tvm_host"] = ox.max_abs_diff(run.ref_hm[:n], tvm_hm)
     # measured after onnx2tf finishes; an untuned module (~1.5 s a run on the paper model) gets 3 runs
     run.pending_latency["tvm_host"] = (runner.invoke, run.x_eval[:1],
-                                       cfg.latency_runs if cfg.tvm_trials else min(3, cfg.latency_runs))
+                                       cfg.latency_runs if tuned else min(3, cfg.latency_runs))
     return [artifact_entry_for(
         run.tmp, "tvm_host", target=b.target, input=TensorSpec("input", run.input_shape, "NCHW", "float32"),
         output=out, op_counts=b.op_counts,
         parity={"max_abs": run.parity["tvm_host"]},
         drift_vs_torch=run.drift("tvm_host", tvm_hm, run.landmarks(tvm_hm, out)),
-        notes=(f"MetaSchedule trials: {cfg.tvm_trials}; {b.tuned_kernels} kernels with tuned schedules"
-               if cfg.tvm_trials else f"untuned; parity and drift on {n} of {len(run.x_eval)} evaluation faces"))]
+        notes=(f"MetaSchedule trials: {cfg.tvm_trials}{f', database {Path(cfg.tvm_tuning_db).name}' if cfg.tvm_tuning_db else ''}; "
+               f"{b.tuned_kernels} kernels with tuned schedules; weights prepacked except conv2d_transpose"
+               if tuned else f"untuned; parity and drift on {n} of {len(run.x_eval)} evaluation faces"))]
 
 
 def _tvm_android_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:

@@ -199,8 +199,73 @@ def tuning_plan(trials: int, n_tasks: int) -> tuple[int, int]:
     return max(per_round, -(-trials // n)), per_round
 
 
+#: kernels that never get weight prepacking (FACTS.md: prepacked tuned conv2d_transpose
+#: schedules computed answers ~6% off; the rest of the model prepacks safely)
+NO_PREPACK_KERNELS = ("conv2d_transpose",)
+
+
+def _prepare_for_tuning(mod, tgt, prepack: bool):
+    """The passes before tuning (and before applying a database): the same for both, so records match.
+
+    With ``prepack``, every kernel's constant weights are marked layout-free (MetaSchedule may
+    then choose a packed weight layout, computed once at compile time) except the kernels
+    named in :data:`NO_PREPACK_KERNELS`, whose ``layout_free_buffers`` attribute is removed.
+    """
+    tvm = import_tvm()
+    from tvm import relax
+    from tvm.relax import transform
+
+    with tgt:
+        mod = tvm.transform.Sequential([
+            transform.DecomposeOpsForInference(),
+            transform.CanonicalizeBindings(),
+            relax.get_pipeline("zero"),
+        ])(mod)
+        if prepack:
+            mod = transform.AttachAttrLayoutFreeBuffers()(mod)
+            for gv, f in list(mod.functions.items()):
+                if (isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and "layout_free_buffers" in f.attrs
+                        and any(k in gv.name_hint for k in NO_PREPACK_KERNELS)):
+                    mod[gv] = f.without_attr("layout_free_buffers")
+    return mod
+
+
+def prepacked_kernels(mod) -> int:
+    """Kernels of a module (before :func:`apply_database`) whose weights may be prepacked."""
+    tvm = import_tvm()
+    return sum(1 for _, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None
+               and "layout_free_buffers" in f.attrs)
+
+
+def apply_database(mod, target: dict, db_dir: str | os.PathLike, prepack: bool = True, prepared: bool = False):
+    """Apply the tuning records in ``db_dir`` to ``mod`` without tuning (``--tvm-tuning-db``).
+
+    ``mod`` is the imported module (``prepared=True``: already through :func:`_prepare_for_tuning`).
+    With ``prepack`` the weight layout rewrites are split out and folded into the constants,
+    so the library still takes only the input.
+
+    Raises:
+        InputError: ``db_dir`` holds no tuning database.
+    """
+    tvm = import_tvm()
+    from tvm.relax import transform
+
+    db = Path(db_dir)
+    if not (db / "database_tuning_record.json").is_file():
+        raise InputError(f"{db} holds no MetaSchedule database (database_tuning_record.json)")
+    tgt = tvm.target.Target(target)
+    if not prepared:
+        mod = _prepare_for_tuning(mod, tgt, prepack)
+    with tgt:
+        mod = transform.MetaScheduleApplyDatabase(str(db))(mod)
+        if prepack:
+            mod = tvm.transform.Sequential([transform.SplitLayoutRewritePreproc(), transform.LiftTransformParams(),
+                                            transform.FoldConstant()])(mod)
+    return mod
+
+
 def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population: int = 128,
-         builder_workers: int = 1):
+         builder_workers: int = 1, prepack: bool = True):
     """MetaSchedule-tune ``mod`` for ``target`` with a global budget of ``trials`` measurements.
 
     Args:
@@ -210,6 +275,9 @@ def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population
         work_dir: the tuning database (``database_*.json``) and logs go here.
         population: evolutionary-search population per round (128 suits 2 cores).
         builder_workers: parallel kernel builds.
+        prepack: prepack weights of every kernel but :data:`NO_PREPACK_KERNELS` (callers
+            check the result against a reference anyway). A database tuned with prepacking
+            applies to prepacked builds only, and the reverse.
     Returns:
         The module with the tuned schedules applied (ready for ``tvm.compile``).
     Raises:
@@ -222,12 +290,7 @@ def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks, tune_relax
 
     tgt = tvm.target.Target(target)
-    with tgt:
-        mod = tvm.transform.Sequential([
-            transform.DecomposeOpsForInference(),
-            transform.CanonicalizeBindings(),
-            relax.get_pipeline("zero"),
-        ])(mod)
+    mod = _prepare_for_tuning(mod, tgt, prepack)
     n_tasks = len(extract_tasks(mod, tgt))
     per_task, per_iter = tuning_plan(trials, n_tasks)
     log.info("tuning %d tasks: %d trials in all, %d per task, %d per round", n_tasks, trials, per_task, per_iter)
@@ -245,8 +308,7 @@ def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population
     valid = [r for r in db.get_all_tuning_records() if r.run_secs and all(float(s) < 1e9 for s in r.run_secs)]
     if not valid:
         raise ConversionError(f"MetaSchedule tuning measured no valid schedule; see {Path(work_dir) / 'logs'}")
-    with tgt:
-        mod = transform.MetaScheduleApplyDatabase(str(work_dir))(mod)
+    mod = apply_database(mod, target, work_dir, prepack=prepack, prepared=True)
     log.info("tuning saved %d valid records; %d of %d kernels use tuned schedules", len(valid),
              scheduled_kernels(mod), n_tasks)
     return mod
@@ -285,7 +347,7 @@ class TvmBuild:
 
 def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, input_shape: tuple[int, ...],
                  trials: int = 0, work_dir: str | os.PathLike | None = None, population: int = 128,
-                 mod=None) -> TvmBuild:
+                 mod=None, prepack: bool = True) -> TvmBuild:
     """Compile for this machine and export a loadable ``.so``.
 
     Args:
@@ -293,7 +355,9 @@ def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, inpu
         out_path: the ``.so`` to write.
         input_shape: (1, 3, S, S).
         trials: MetaSchedule budget; 0 = untuned.
-        work_dir: tuning database folder (a temp folder if None).
+        work_dir: tuning database folder (a temp folder if None). With ``trials=0`` and a
+            ``work_dir`` holding a database, its records are applied without tuning
+            (``--tvm-tuning-db``); with ``trials>0`` tuning continues that database.
         population: evolutionary-search population (see :func:`tune`).
         mod: the relax module of ``onnx_path`` when the caller already imported it.
     """
@@ -304,8 +368,13 @@ def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, inpu
     tuned_kernels = 0
     if trials > 0:
         with tempfile.TemporaryDirectory(prefix="facelm-tune-") as tmp:
-            mod = tune(mod, target, trials, work_dir or tmp, population=population)
+            mod = tune(mod, target, trials, work_dir or tmp, population=population, prepack=prepack)
         tuned_kernels = scheduled_kernels(mod)
+    elif work_dir is not None:
+        target = host_target(tuned=True)
+        mod = apply_database(mod, target, work_dir, prepack=prepack)
+        tuned_kernels = scheduled_kernels(mod)
+        log.info("applied %s: %d kernels with tuned schedules (no tuning)", work_dir, tuned_kernels)
     try:
         ex = tvm.compile(mod, target=tvm.target.Target(target))
         out_path = Path(out_path)

@@ -250,12 +250,14 @@ ARM64_PYTHON = "system/bin/python3-aarch64"
 def _install_arm64_python(root: Path, arm64_root) -> Path:
     """Write ROOT/system/bin/python3-aarch64: ``qemu-aarch64 -L AROOT AROOT/usr/bin/python3.11 "$@"``
     with the aarch64 site folder as its only PYTHONPATH (``arm64_root``: a facelm.arm64.Arm64Root)."""
+    from facelm.arm64 import emulated_cpu  # a phone-class core, not qemu's "max" (see facelm.arm64.run)
+
     path = Path(root) / ARM64_PYTHON
     q = _sh_quote
     body = ("#!/bin/sh\n"
             "unset PYTHONHOME LD_LIBRARY_PATH LD_PRELOAD\n"
             f"PYTHONPATH={q(str(arm64_root.site))} PYTHONNOUSERSITE=1 FACELM_VD_PYTHON={q(str(path))} "
-            f"exec qemu-aarch64 -L {q(str(arm64_root.path))} {q(str(arm64_root.python))} \"$@\"\n")
+            f"QEMU_CPU={q(emulated_cpu())} exec qemu-aarch64 -L {q(str(arm64_root.path))} {q(str(arm64_root.python))} \"$@\"\n")
     _write(path, body, 0o755)
     return path
 

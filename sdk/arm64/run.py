@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +25,17 @@ WORKERS = Path(__file__).resolve().parent  # _tflite_worker.py, _tvm_worker.py: 
 #: Guest environment variables passed through (everything else of the host's is dropped:
 #: a host PYTHONPATH or LD_LIBRARY_PATH would point the aarch64 python at x86 files).
 _PASS_ENV = ("HOME", "TMPDIR", "LANG", "LC_ALL", "TZ")
+#: The emulated CPU (``QEMU_CPU``): a real phone-class core (Armv8.2-A + dotprod, no i8mm),
+#: not qemu's default ``max``. Under qemu 7.2's ``max`` (i8mm, SVE2, ...) LiteRT's
+#: dynamic-range int8 model gave outputs off by about their whole range, while cortex-a53,
+#: cortex-a76, neoverse-n1 and a64fx matched x86 to 2e-10 (a qemu or XNNPACK i8mm-path
+#: problem that no phone here can settle). ``FACELM_ARM64_CPU`` overrides it.
+DEFAULT_CPU = "cortex-a76"
+
+
+def emulated_cpu() -> str:
+    """The CPU model qemu-aarch64 emulates: ``$FACELM_ARM64_CPU``, else :data:`DEFAULT_CPU`."""
+    return os.environ.get("FACELM_ARM64_CPU") or DEFAULT_CPU
 
 
 def qemu_command(root: Arm64Root | str | os.PathLike, exe: str | os.PathLike, *args: str) -> list[str]:
@@ -36,7 +48,7 @@ def guest_env(root: Arm64Root, extra: dict[str, str] | None = None) -> dict[str,
     """Environment of the emulated python: its site folder only, no user site, no bytecode writes."""
     env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
     env.update(PATH="/usr/bin:/bin", PYTHONPATH=str(root.site), PYTHONNOUSERSITE="1",
-               PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
+               PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", QEMU_CPU=emulated_cpu())
     env.update(extra or {})
     return env
 
@@ -62,11 +74,11 @@ def run_python(root: Arm64Root, script_or_args: str | os.PathLike | Sequence[str
     return res.stdout
 
 
-def _write_inputs(tmp: Path, inputs: Sequence[np.ndarray]) -> None:
+def _write_inputs(tmp: Path, inputs: Sequence[np.ndarray], prefix: str = "in_") -> None:
     for i, a in enumerate(inputs):
         if not isinstance(a, np.ndarray):
             raise Arm64Error(f"input {i} is a {type(a).__name__}, not a numpy array")
-        np.save(tmp / f"in_{i}.npy", np.ascontiguousarray(a), allow_pickle=False)
+        np.save(tmp / f"{prefix}{i}.npy", np.ascontiguousarray(a), allow_pickle=False)
 
 
 def _read_outputs(tmp: Path) -> list[np.ndarray]:
@@ -157,3 +169,60 @@ def run_tvm(root: Arm64Root, so_path: str | os.PathLike, inputs: Sequence[np.nda
         flattened one level), e.g. [(1, K, H, W) float32 heatmaps].
     """
     return _run_worker(root, "_tvm_worker.py", Path(so_path), inputs, timeout, [entry])
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model run on several samples inside a :func:`run_batch` process.
+
+    Attributes:
+        kind: ``"tflite"`` (aarch64 LiteRT, XNNPACK) or ``"tvm"`` (a linked aarch64 relax module).
+        model: the ``.tflite`` or ``.so`` file.
+        samples: one list of input arrays per inference (as :func:`run_tflite` / :func:`run_tvm`).
+        threads: LiteRT threads; entry: the TVM function to call.
+    """
+
+    kind: str
+    model: str | os.PathLike
+    samples: Sequence[Sequence[np.ndarray]]
+    threads: int = 1
+    entry: str = "main"
+
+
+def run_batch(root: Arm64Root, jobs: Sequence[Job], *, timeout: float = 3600,
+              info: dict | None = None) -> list[list[list[np.ndarray]]]:
+    """Run every job in ONE emulated python (its start, ~10 s, and TVM's import, ~20-45 s under
+    emulation, are paid once). Each model is loaded once and invoked once per sample.
+
+    Args:
+        info: if given, receives ``{"machine": ...}`` as the emulated python reported it
+            (``platform.machine()``: ``"aarch64"``).
+
+    Returns:
+        ``result[j][s]``: the outputs of job ``j`` on sample ``s`` (as :func:`run_tflite` /
+        :func:`run_tvm` return them). Numerics only: emulated time is not latency.
+    """
+    spec = []
+    with tempfile.TemporaryDirectory(prefix="facelm-arm64-") as tmp_s:
+        tmp = Path(tmp_s)
+        for j, job in enumerate(jobs):
+            if job.kind not in ("tflite", "tvm"):
+                raise Arm64Error(f"job {j}: kind must be 'tflite' or 'tvm', got {job.kind!r}")
+            model = Path(job.model)
+            if not model.is_file():
+                raise Arm64Error(f"model file not found: {model}")
+            n_in = {len(s) for s in job.samples}
+            if len(n_in) > 1:
+                raise Arm64Error(f"job {j} ({model.name}): samples have different input counts {sorted(n_in)}")
+            for s, inputs in enumerate(job.samples):
+                _write_inputs(tmp, inputs, prefix=f"in_{j}_{s}_")
+            spec.append({"kind": job.kind, "model": str(model.resolve()), "samples": len(job.samples),
+                         "inputs": n_in.pop() if n_in else 0, "threads": int(job.threads), "entry": job.entry})
+        (tmp / "jobs.json").write_text(json.dumps(spec))
+        run_python(root, [str(WORKERS / "_batch_worker.py"), str(tmp)], timeout=timeout)
+        meta = json.loads((tmp / "outputs.json").read_text())
+        counts = meta["counts"]
+        if info is not None:
+            info["machine"] = meta.get("machine")
+        return [[[np.load(tmp / f"out_{j}_{s}_{o}.npy", allow_pickle=False) for o in range(n)]
+                 for s, n in enumerate(per_sample)] for j, per_sample in enumerate(counts)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from facelm.converters.arm64_check import HELP as ARM64_HELP
 from facelm.converters.pipeline import TARGETS, ConvertConfig
 from facelm.errors import ConfigError
 from facelm.converters.tflite import QUANT_TYPES
@@ -64,6 +65,7 @@ def register(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--drift-target", type=float, default=d.drift_target,
                    help="mean landmark drift (NME vs torch) --keep-float auto aims for")
     p.add_argument("--latency-runs", type=int, default=d.latency_runs, help="timed runs per artifact for the report")
+    p.add_argument("--arm64-check", action="store_true", default=d.arm64_check, help=ARM64_HELP)
     p.set_defaults(func=drive)
     return p
 
@@ -98,7 +100,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         num_eval=args.num_eval, tvm_trials=args.tvm_trials,
         gates=GateConfig(parity_max_abs=args.parity_max, int8_drift_mean=args.int8_drift_max),
         keep_float=args.keep_float, drift_target=args.drift_target,
-        latency_runs=args.latency_runs)
+        latency_runs=args.latency_runs, arm64_check=args.arm64_check)
 
 
 def drive(args: argparse.Namespace) -> int:

@@ -102,6 +102,7 @@ class ConvertConfig:
     tvm_tuning_db: str | None = None
     keep_float: str | None = None  # int8_mixed: "auto" or NAME,NAME (facelm.quantization.mixed)
     drift_target: float = 0.0005  # int8_mixed: mean drift vs torch that "auto" aims for
+    arm64_check: bool = False  # run the artifacts on aarch64 under qemu + write tvm_linux_arm64 (converters.arm64_check)
 
     def validate(self) -> None:
         bad = [t for t in self.targets if t not in TARGETS]
@@ -370,13 +371,17 @@ class _Run:
 
 def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
     do_tflite, do_tvm, do_tvm8 = "tflite" in cfg.targets, "tvm" in cfg.targets, "tvm_int8" in cfg.targets
-    stages = _Stages(4 + 2 * do_tflite + 2 * do_tvm + do_tvm8)
+    stages = _Stages(4 + 2 * do_tflite + 2 * do_tvm + do_tvm8 + cfg.arm64_check * (1 + do_tvm))
     with stages.stage("load weights" if cfg.model is None else f"load {cfg.model}"):
         lm = load_model(cfg)
         if do_tvm or do_tvm8:  # fail before any long work when TVM is missing
             from facelm.runtime.tvm import import_tvm
 
             import_tvm()
+        if cfg.arm64_check:  # fail before any long work when qemu, the cross compilers or the aarch64 root are missing
+            from facelm.converters.arm64_check import require_root
+
+            require_root()
     with stages.stage(f"calibration ({cfg.num_calib}) and evaluation ({cfg.num_eval}) faces from {cfg.calib}"
                       f" + {lm.reference_name} fp32 reference"):
         run = _prepare_run(cfg, tmp, lm)
@@ -398,6 +403,11 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
                     entries += _tvm_host_stage(run, onnx_path)
                 with stages.stage("ONNX -> TVM Android arm64"):
                     entries += _tvm_android_stage(run, onnx_path)
+                if cfg.arm64_check:
+                    from facelm.converters.arm64_check import _tvm_linux_arm64_stage
+
+                    with stages.stage("TVM linux-arm64 (the Android objects linked with aarch64-linux-gnu-g++)"):
+                        entries += _tvm_linux_arm64_stage(run, entries)
             if job is not None:
                 with stages.stage(f"ONNX -> TFLite (onnx2tf, {cfg.quant_type}; wait) + metadata, drift, latency"):
                     produced = job.wait()
@@ -412,6 +422,11 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
             if job is not None:
                 job.kill()
     entries.sort(key=lambda e: _CATALOGUE_ORDER.get(e.name, 99))
+    if cfg.arm64_check:
+        from facelm.converters.arm64_check import _arm64_check_stage
+
+        with stages.stage("arm64 (emulated, qemu-user): TFLite and tvm_linux_arm64 on aarch64"):
+            entries = _arm64_check_stage(run, entries)
     with stages.stage("gates, deferred latencies, manifest and report"):
         for name, (fn, x, runs) in run.pending_latency.items():
             run.latency[name] = _median_latency_ms(fn, x, runs)

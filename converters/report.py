@@ -37,7 +37,9 @@ def artifact_table(manifest: Manifest, latency: Mapping[str, float]) -> str:
             f"| {a.name} | `{a.file}` | {_size(a.bytes)} | {_fmt(lat, '.2f')}{' ms' if lat is not None else ''} | {psnr_txt} | "
             f"{pct('mean')} | {pct('p95')} | {pct('max')} | {pct('nme')} | "
             f"{_fmt(None if d.get('auc') is None else 100 * d['auc'], '.2f')} | {pct('fr')} |")
-    return "\n".join(rows)
+    from facelm.converters.arm64_check import with_column  # "arm64 (emulated) vs host", after --arm64-check
+
+    return "\n".join(with_column(rows, manifest))
 
 
 def op_table(manifest: Manifest) -> str:
@@ -123,7 +125,10 @@ def write_report(
         top = (a.drift_vs_torch or {}).get("top_landmarks") or []
         if top and a.name not in ("onnx",):
             text.append(f"- **{a.name}**: " + ", ".join(f"{t['index']} ({t['region']}) {100 * t['drift']:.3f}%" for t in top))
-    text += ["", "## Operators", "", op_table(manifest), "", "## CED", ""] + ced_lines
+    from facelm.converters.arm64_check import report_section
+
+    text += [""] + report_section(manifest)
+    text += ["## Operators", "", op_table(manifest), "", "## CED", ""] + ced_lines
     if warnings:
         text += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
     text += ["", "## Stage timings", ""] + [f"- {k}: {v:.1f} s" for k, v in timings.items()]

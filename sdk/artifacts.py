@@ -84,6 +84,8 @@ CATALOGUE: tuple[ArtifactKind, ...] = (
                  optional=True),
     ArtifactKind("tvm_int8_android", "tvm/int8_android.tar", "tvm_tar", "int8", "int8", "float32", "android-arm64",
                  "tvm_int8", optional=True, alternatives=(("tvm/int8_android.so", "tvm_so"),)),
+    ArtifactKind("tvm_linux_arm64", "tvm/linux_arm64.so", "tvm_so", "fp32", "float32", "float32", "linux-arm64", "tvm",
+                 optional=True),
 )
 
 #: The host fp32 TFLite artifact: the reference of on-device drift.

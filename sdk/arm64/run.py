@@ -21,7 +21,7 @@ import numpy as np
 
 from .sysroot import TOOL_PACKAGES, Arm64Error, Arm64Root, check_tools
 
-WORKERS = Path(__file__).resolve().parent  # _tflite_worker.py, _tvm_worker.py: run as scripts
+WORKERS = Path(__file__).resolve().parent  # _batch_worker.py runs there as a script
 #: Guest environment variables passed through (everything else of the host's is dropped:
 #: a host PYTHONPATH or LD_LIBRARY_PATH would point the aarch64 python at x86 files).
 _PASS_ENV = ("HOME", "TMPDIR", "LANG", "LC_ALL", "TZ")
@@ -81,23 +81,6 @@ def _write_inputs(tmp: Path, inputs: Sequence[np.ndarray], prefix: str = "in_") 
         np.save(tmp / f"{prefix}{i}.npy", np.ascontiguousarray(a), allow_pickle=False)
 
 
-def _read_outputs(tmp: Path) -> list[np.ndarray]:
-    meta = json.loads((tmp / "outputs.json").read_text())
-    return [np.load(tmp / f"out_{i}.npy", allow_pickle=False) for i in range(int(meta["count"]))]
-
-
-def _run_worker(root: Arm64Root, worker: str, model: Path, inputs: Sequence[np.ndarray], timeout: float,
-                extra_args: Sequence[str] = ()) -> list[np.ndarray]:
-    if not model.is_file():
-        raise Arm64Error(f"model file not found: {model}")
-    with tempfile.TemporaryDirectory(prefix="facelm-arm64-") as tmp_s:
-        tmp = Path(tmp_s)
-        _write_inputs(tmp, inputs)
-        run_python(root, [str(WORKERS / worker), str(model.resolve()), str(tmp), str(len(inputs)), *extra_args],
-                   timeout=timeout)
-        return _read_outputs(tmp)
-
-
 def run_tflite(root: Arm64Root, tflite_path: str | os.PathLike, inputs: Sequence[np.ndarray], *,
                num_threads: int = 1, timeout: float = 900) -> list[np.ndarray]:
     """One inference of a ``.tflite`` with aarch64 LiteRT (ai-edge-litert 2.1.0, XNNPACK, CPU).
@@ -113,7 +96,7 @@ def run_tflite(root: Arm64Root, tflite_path: str | os.PathLike, inputs: Sequence
         outputs stay int8; dequantize on the host). A mismatched input shape/dtype raises
         :class:`Arm64Error`. Numerics only: emulated time is not latency.
     """
-    return _run_worker(root, "_tflite_worker.py", Path(tflite_path), inputs, timeout, [str(int(num_threads))])
+    return run_batch(root, [Job("tflite", tflite_path, [list(inputs)], threads=int(num_threads))], timeout=timeout)[0][0]
 
 
 def link_tvm_objects(tar_path: str | os.PathLike, out_so: str | os.PathLike, *, timeout: float = 600) -> Path:
@@ -168,7 +151,7 @@ def run_tvm(root: Arm64Root, so_path: str | os.PathLike, inputs: Sequence[np.nda
         The outputs as numpy arrays (a single tensor gives a one-element list; a tuple is
         flattened one level), e.g. [(1, K, H, W) float32 heatmaps].
     """
-    return _run_worker(root, "_tvm_worker.py", Path(so_path), inputs, timeout, [entry])
+    return run_batch(root, [Job("tvm", so_path, [list(inputs)], entry=entry)], timeout=timeout)[0][0]
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ variant goes through TensorFlow's older quantizer (which calibrates by itself), 
 
 SPEC keys: ``onnx`` (file in the working folder), ``out`` (folder), ``variants`` (names),
 ``calib`` (``.npy``, NHWC float32 in [0, 1]), ``mean``/``std`` (3 floats each),
-``quant_type``, ``param_replacement`` (file or ""). Each written file is reported on stdout
-as ``facelm-variant NAME PATH``.
+``quant_type``, ``param_replacement`` (file or ""). Each complete file is reported on stdout
+as ``facelm-variant NAME PATH SECONDS`` and by an empty marker file ``out/.NAME.done``, so
+the caller can use it while the other variants are still being made.
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ SUFFIX = {"fp32": "float32", "fp16": "float16", "dynamic_int8": "dynamic_range_q
 
 
 def _say(name: str, path: str, t0: float) -> None:
+    """Report a complete variant: a line on stdout and a marker file ``.NAME.done`` beside it."""
     print(f"facelm-variant {name} {path} {time.perf_counter() - t0:.1f}", flush=True)
+    open(os.path.join(os.path.dirname(path), f".{name}.done"), "w").close()
 
 
 def main(spec_path: str) -> int:

@@ -382,21 +382,21 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
             from facelm.converters.arm64_check import require_root
 
             require_root()
+    source = "torch" if lm.model is not None else "the source ONNX"
     with stages.stage(f"calibration ({cfg.num_calib}) and evaluation ({cfg.num_eval}) faces from {cfg.calib}"
-                      f" + {lm.reference_name} fp32 reference"):
-        run = _prepare_run(cfg, tmp, lm)
+                      f" + ONNX from {source}"):
+        prep = _prepare_inputs(cfg, tmp, lm)
+    onnx_path = prep.onnx_path
     entries: list[ArtifactEntry] = []
-    source = "torch" if lm.model is not None else "source ONNX"
-    with stages.stage(f"{source} -> ONNX (opset {17 if lm.brought is None or lm.model is not None else 'of the source'})"
-                      " + onnxruntime parity"):
-        entries += _onnx_stage(run)
-    onnx_path = tmp / artifact_kind("onnx").file
     with tempfile.TemporaryDirectory(prefix="facelm-onnx2tf-") as work:
         job = None
-        if do_tflite:  # onnx2tf runs in its own process while this one compiles TVM (2 cores)
+        if do_tflite:  # onnx2tf runs in its own process from here on, while this one does the rest
             with stages.stage("start onnx2tf (background)"):
-                job = _start_tflite(run, onnx_path, Path(work))
+                job = _start_tflite(cfg, prep, Path(work))
         try:
+            with stages.stage(f"{lm.reference_name} fp32 reference + onnxruntime parity"):
+                run = _prepare_run(cfg, tmp, lm, prep)
+                entries += _onnx_stage(run, onnx_path)
             if do_tvm:
                 with stages.stage(f"ONNX -> TVM host ({'untuned' if not cfg.tvm_trials else f'{cfg.tvm_trials} trials'})"
                                   " + drift"):
@@ -409,10 +409,10 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
                     with stages.stage("TVM linux-arm64 (the Android objects linked with aarch64-linux-gnu-g++)"):
                         entries += _tvm_linux_arm64_stage(run, entries)
             if job is not None:
-                with stages.stage(f"ONNX -> TFLite (onnx2tf, {cfg.quant_type}; wait) + metadata, drift, latency"):
-                    produced = job.wait()
+                with stages.stage(f"TFLite variants as onnx2tf ({cfg.quant_type}) writes them: metadata, op counts, "
+                                  "drift"):
+                    entries += _tflite_entries(run, job)
                     stages.timings["onnx2tf (background, total)"] = float(job.elapsed_s or 0.0)
-                    entries += _tflite_entries(run, produced)
                     if cfg.keep_float:
                         entries += _mixed_stage(run)
                 if do_tvm8:
@@ -437,33 +437,58 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
                          warnings=run.warnings)
 
 
-def _prepare_run(cfg: ConvertConfig, tmp: Path, lm: LoadedModel) -> _Run:
-    """Contract, calibration/evaluation faces and the torch fp32 reference (heatmaps, landmarks, latency)."""
-    import torch
+@dataclass
+class _Inputs:
+    """What onnx2tf needs, made before anything else: the contract, the faces and ``model.onnx``."""
 
+    contract: ModelContract
+    calib: Any
+    evals: Any
+    onnx_path: Path
+
+
+def _prepare_inputs(cfg: ConvertConfig, tmp: Path, lm: LoadedModel) -> _Inputs:
+    """Contract, calibration/evaluation faces and ``model.onnx`` (exported, or the normalised source)."""
     from facelm.converters import onnx_export as ox
     from facelm.quantization.calibration import build_sets
 
     contract = model_contract(lm)
-    layout = contract.layout.layout
-    calib, evals = build_sets(cfg.calib, contract.model.input_side, layout, cfg.num_calib, cfg.num_eval,
-                              synthetic_any_layout=lm.brought is not None)
+    calib, evals = build_sets(cfg.calib, contract.model.input_side, contract.layout.layout, cfg.num_calib,
+                              cfg.num_eval, synthetic_any_layout=lm.brought is not None)
+    path = tmp / artifact_kind("onnx").file
+    if lm.brought is not None:
+        lm.brought.write_onnx(path)
+    else:
+        ox.export_onnx(lm.model, path, contract.model.input_side)
+    return _Inputs(contract, calib, evals, path)
+
+
+def _prepare_run(cfg: ConvertConfig, tmp: Path, lm: LoadedModel, prep: _Inputs) -> _Run:
+    """The fp32 reference on the evaluation faces (heatmaps, landmarks); its latency is measured at the end."""
+    import torch
+
+    from facelm.converters import onnx_export as ox
+
+    contract, evals = prep.contract, prep.evals
     x_eval = evals.inputs(contract.preprocess.normalization)
     ref_hm = lm.reference(x_eval)
     torch_out = TensorSpec(ox.OUTPUT_NAME, (1,) + tuple(ref_hm.shape[1:]), "NCHW", "float32")
-    run = _Run(cfg=cfg, tmp=tmp, lm=lm, contract=contract, tools=tool_versions(), calib=calib, evals=evals,
+    run = _Run(cfg=cfg, tmp=tmp, lm=lm, contract=contract, tools=tool_versions(), calib=prep.calib, evals=evals,
                x_eval=x_eval, ref_hm=ref_hm, ref_lms=np.empty(0), gt=evals.landmarks)
     run.ref_lms = run.landmarks(ref_hm, torch_out)
     if lm.model is None:  # an ONNX source: its onnxruntime reference is the ONNX artifact itself
         return run
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the report's latencies are all single-thread
-    try:
-        with torch.no_grad():
-            run.latency["torch"] = _median_latency_ms(lambda a: lm.model(torch.from_numpy(a)), x_eval[:1],
-                                                      cfg.latency_runs)
-    finally:
-        torch.set_num_threads(prev_threads)
+
+    def torch_once(a: np.ndarray) -> None:
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)  # the report's latencies are all single-thread
+        try:
+            with torch.no_grad():
+                lm.model(torch.from_numpy(a))
+        finally:
+            torch.set_num_threads(prev)
+
+    run.pending_latency["torch"] = (torch_once, x_eval[:1], cfg.latency_runs)
     return run
 
 
@@ -494,17 +519,12 @@ def model_contract(lm: LoadedModel) -> ModelContract:
     return ModelContract(model, preprocess, LayoutSpec.of(get_layout(mcfg.layout)), DecodeConfig())
 
 
-def _onnx_stage(run: _Run) -> list[ArtifactEntry]:
-    """torch -> ``model.onnx`` with onnxruntime parity and drift."""
+def _onnx_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
+    """``model.onnx``: onnxruntime parity and drift (an ONNX source's reference is this run itself)."""
     from facelm.converters import onnx_export as ox
 
-    kind = artifact_kind("onnx")
     m = run.contract.model
-    if run.lm.brought is not None:
-        onnx_path = run.lm.brought.write_onnx(run.tmp / kind.file)
-    else:
-        onnx_path = ox.export_onnx(run.lm.model, run.tmp / kind.file, m.input_side)
-    ort_hm = ox.onnx_heatmaps(onnx_path, run.x_eval)
+    ort_hm = ox.onnx_heatmaps(onnx_path, run.x_eval) if run.lm.model is not None else run.ref_hm
     run.parity["onnx"] = ox.max_abs_diff(run.ref_hm, ort_hm)
     out = TensorSpec(m.output_name, (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32")
     log.info("  onnx parity: max |%s - onnxruntime| = %.3g", run.lm.reference_name, run.parity["onnx"])
@@ -667,60 +687,77 @@ def wanted_variants(cfg: ConvertConfig) -> list[str]:
     return [n for n in tflite_names() if not artifact_kind(n).optional or (n == "int16x8" and cfg.int16x8)]
 
 
-def _start_tflite(run: _Run, onnx_path: Path, work: Path):
-    """Start onnx2tf on a copy of ``onnx_path`` for the wanted variants (one calibration)."""
+def _start_tflite(cfg: ConvertConfig, prep: _Inputs, work: Path):
+    """Start onnx2tf on a copy of ``model.onnx`` for the wanted variants (one calibration)."""
     from facelm.converters.tflite import start_onnx2tf
 
-    cfg, norm = run.cfg, run.contract.preprocess.normalization
-    return start_onnx2tf(onnx_path, run.calib.unit_nhwc(norm), norm.mean, norm.std, work,
+    norm = prep.contract.preprocess.normalization
+    return start_onnx2tf(prep.onnx_path, prep.calib.unit_nhwc(norm), norm.mean, norm.std, work,
                          quant_type=cfg.quant_type, variants=wanted_variants(cfg))
 
 
-def _tflite_entries(run: _Run, produced: dict[str, Path]) -> list[ArtifactEntry]:
-    """Every TFLite variant onnx2tf wrote: metadata, op counts, drift and latency."""
-    from tqdm import tqdm
+def _tflite_entries(run: _Run, job) -> list[ArtifactEntry]:
+    """Every wanted TFLite variant, each handled as soon as onnx2tf has written it (while it works
+    on the next): metadata, op counts, drift; latency is measured at the end."""
+    pending = wanted_variants(run.cfg)
+    entries = []
+    while pending:  # variants that are complete while onnx2tf still runs
+        ready = job.ready()
+        names = [n for n in pending if n in ready]
+        if not names:
+            if job.proc.poll() is not None or job.expired():
+                break
+            time.sleep(1.0)
+            continue
+        for name in names:
+            entries.append(_tflite_entry(run, name, ready[name]))
+            pending.remove(name)
+    produced = job.wait()  # errors, timeouts and missing variants are raised here
+    for name in pending:
+        entries.append(_tflite_entry(run, name, produced[name]))
+    return entries
 
+
+def _tflite_entry(run: _Run, name: str, src: Path) -> ArtifactEntry:
+    """One TFLite variant: copied in, made NHWC, metadata embedded, evaluated as shipped."""
     from facelm.converters.tflite import VARIANT_BY_NAME, count_ops, embed_metadata, ensure_nhwc_output
     from facelm.runtime.tflite import TfliteRunner, dequantize
 
     cfg = run.cfg
-    entries = []
-    wanted = wanted_variants(cfg)
-    for name in tqdm(wanted, desc="TFLite variants", unit="model", leave=False):
-        if name not in produced:
-            raise ConversionError(f"onnx2tf did not write the {name} model")
-        kind, v = artifact_kind(name), VARIANT_BY_NAME[name]
-        dst = run.tmp / kind.file
-        shutil.copyfile(produced[name], dst)
-        m = run.contract.model
-        if ensure_nhwc_output(dst, (1, m.num_keypoints) + tuple(m.heatmap_size)):
-            log.info("  %s: onnx2tf left the heatmaps NCHW; appended one TRANSPOSE to NHWC", name)
-        runner = TfliteRunner(dst, num_threads=1)
-        meta = dict(run.contract.to_dict(), tools=run.tools,
-                    artifact=dict(kind.to_dict(), name=name, quant_type=cfg.quant_type,
-                                  input=runner.input_spec.to_dict(), output=runner.output_spec.to_dict()))
-        embed_metadata(dst, meta)
-        runner = TfliteRunner(dst, num_threads=1)  # evaluate the file as shipped
-        raw = runner.run_raw(run.x_eval)
-        q = runner.output_spec.quantization
-        hm = dequantize(raw, q).transpose(0, 3, 1, 2)
-        # int8 outputs are decoded directly on the integers (the phone's path)
-        lms = run.landmarks(raw, runner.output_spec)
-        run.artifact_lms[name], run.artifact_hm[name] = lms, hm
-        drift = run.drift(name, hm, lms)
-        ops, rank = count_ops(dst)
-        p = {}
-        if kind.float_reference:  # its max_abs is the heatmap difference vs torch
-            run.parity[name] = float(drift["max_abs"])
-            p = {"max_abs": run.parity[name]}
-        run.latency[name] = _median_latency_ms(runner.invoke, runner.prepare(run.x_eval[:1]), cfg.latency_runs)
-        notes = f"{v.weights} weights, {v.activations} activations, {v.io} input/output; {cfg.quant_type}"
-        if rank > 4:
-            notes += f"; WARNING: rank-{rank} tensors (the TFLite GPU delegate accepts rank <= 4)"
-        entries.append(artifact_entry_for(
-            run.tmp, name, input=runner.input_spec, output=runner.output_spec, op_counts=ops,
-            max_tensor_rank=rank, parity=p, drift_vs_torch=drift, notes=notes, checks=_gpu_checks(dst)))
-    return entries
+    kind, v = artifact_kind(name), VARIANT_BY_NAME[name]
+    dst = run.tmp / kind.file
+    shutil.copyfile(src, dst)
+    m = run.contract.model
+    if ensure_nhwc_output(dst, (1, m.num_keypoints) + tuple(m.heatmap_size)):
+        log.info("  %s: onnx2tf left the heatmaps NCHW; appended one TRANSPOSE to NHWC", name)
+    runner = TfliteRunner(dst, num_threads=1)
+    meta = dict(run.contract.to_dict(), tools=run.tools,
+                artifact=dict(kind.to_dict(), name=name, quant_type=cfg.quant_type,
+                              input=runner.input_spec.to_dict(), output=runner.output_spec.to_dict()))
+    embed_metadata(dst, meta)
+    runner = TfliteRunner(dst, num_threads=1)  # evaluate the file as shipped
+    raw = runner.run_raw(run.x_eval)
+    q = runner.output_spec.quantization
+    hm = dequantize(raw, q).transpose(0, 3, 1, 2)
+    # int8 outputs are decoded directly on the integers (the phone's path)
+    lms = run.landmarks(raw, runner.output_spec)
+    run.artifact_lms[name] = lms
+    if name == "int8" and "tvm_int8" in cfg.targets:  # (N, K, h, w) float: kept only where it is compared
+        run.artifact_hm[name] = hm
+    drift = run.drift(name, hm, lms)
+    ops, rank = count_ops(dst)
+    p = {}
+    if kind.float_reference:  # its max_abs is the heatmap difference vs torch
+        run.parity[name] = float(drift["max_abs"])
+        p = {"max_abs": run.parity[name]}
+    run.pending_latency[name] = (runner.invoke, runner.prepare(run.x_eval[:1]), cfg.latency_runs)
+    notes = f"{v.weights} weights, {v.activations} activations, {v.io} input/output; {cfg.quant_type}"
+    if rank > 4:
+        notes += f"; WARNING: rank-{rank} tensors (the TFLite GPU delegate accepts rank <= 4)"
+    log.info("  %s.tflite: drift mean %.4g on %d faces", name, float(drift["mean"]), len(run.x_eval))
+    return artifact_entry_for(
+        run.tmp, name, input=runner.input_spec, output=runner.output_spec, op_counts=ops,
+        max_tensor_rank=rank, parity=p, drift_vs_torch=drift, notes=notes, checks=_gpu_checks(dst))
 
 
 def _gpu_checks(path: Path) -> dict:

@@ -309,6 +309,25 @@ class Onnx2tfJob:
                          f" (+{', '.join(new)})" if new else "", now - self.t0)
                 last = now
 
+    def ready(self) -> dict[str, Path]:
+        """Variants complete so far (name -> file), while the process may still run.
+
+        A variant is complete when the worker has left its ``.NAME.done`` marker; fp32 also
+        when the fp16 file exists (onnx2tf writes float32, closes it, then converts float16).
+        """
+        out = self.work / "out"
+        done = {v.name: out / f"model_{v.suffix}.tflite" for v in self.expect if (out / f".{v.name}.done").is_file()}
+        if "fp32" not in done and any(v.name == "fp32" for v in self.expect) and \
+                (out / "model_float16.tflite").is_file():
+            done["fp32"] = out / "model_float32.tflite"
+        return {n: p for n, p in done.items() if p.is_file()}
+
+    def expired(self) -> bool:
+        """True once the run has taken longer than its timeout."""
+        import time
+
+        return time.perf_counter() - self.t0 > self.timeout_s
+
     def wait(self) -> dict[str, Path]:
         """Block until onnx2tf ends; variant name -> written ``.tflite``.
 

@@ -15,7 +15,7 @@ Fields of one :class:`ArtifactKind`:
 - ``io``: dtype of the model's input and output tensors: ``float32`` | ``int8``;
 - ``platform``: where the file runs: ``any`` (TFLite/ONNX interpreters), ``host`` (this
   machine's CPU), ``linux-arm64`` (glibc aarch64), ``android-arm64``;
-- ``target_group``: the ``facelm convert --targets`` value that produces it;
+- ``target_group``: what produces it: a ``facelm convert --targets`` value (``tflite``, ``tvm``, ``tvm_int8``...) or ``keep_float`` (``--keep-float``);
 - ``optional``: written only when asked for.
 """
 from __future__ import annotations
@@ -76,7 +76,8 @@ CATALOGUE: tuple[ArtifactKind, ...] = (
     ArtifactKind("int8_io", "int8_io.tflite", "tflite", "int8", "int8", "int8", "any", "tflite"),
     ArtifactKind("int16x8", "int16x8.tflite", "tflite", "int16", "int8", "float32", "any", "tflite",
                  optional=True),
-    ArtifactKind("int8_mixed", "int8_mixed.tflite", "tflite", "int8", "int8", "float32", "any", "tflite", optional=True),
+    ArtifactKind("int8_mixed", "int8_mixed.tflite", "tflite", "int8", "int8", "float32", "any", "keep_float",
+                 optional=True),
     ArtifactKind("tvm_host", "tvm/host.so", "tvm_so", "fp32", "float32", "float32", "host", "tvm"),
     ArtifactKind("tvm_android", "tvm/android.tar", "tvm_tar", "fp32", "float32", "float32", "android-arm64",
                  "tvm", alternatives=(("tvm/android.so", "tvm_so"),)),
@@ -118,5 +119,8 @@ def artifact_names(*, format: str | None = None, target_group: str | None = None
 
 
 def tflite_names(include_optional: bool = True) -> tuple[str, ...]:
-    """The TFLite artifacts (``fp32``, ``fp16``, ``dynamic_int8``, ``int8``, ``int8_io`` [, ``int16x8``])."""
-    return artifact_names(format="tflite", include_optional=include_optional)
+    """The TFLite variants onnx2tf writes (``fp32``, ``fp16``, ``dynamic_int8``, ``int8``, ``int8_io`` [, ``int16x8``]).
+
+    ``int8_mixed`` is a TFLite file too, but ``--keep-float`` makes it (target group ``keep_float``).
+    """
+    return artifact_names(format="tflite", target_group="tflite", include_optional=include_optional)

@@ -21,7 +21,8 @@ def test_gate_membership_follows_precision_and_weights():
     assert "fp16" not in {k.name for k in CATALOGUE if k.float_reference}
     assert {k.name for k in CATALOGUE if k.int8_weights} >= {"dynamic_int8", "int8", "int8_io", "int16x8"}
     assert tflite_names(include_optional=False) == ("fp32", "fp16", "dynamic_int8", "int8", "int8_io")
-    assert artifact_names(target_group="tvm", format="tvm_so") == ("tvm_host",)
+    assert artifact_names(target_group="tvm", format="tvm_so", include_optional=False) == ("tvm_host",)
+    assert "int8_mixed" not in tflite_names() and "int8_mixed" in artifact_names(format="tflite")
 
 
 def test_unknown_name_is_a_config_error():

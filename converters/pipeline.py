@@ -390,9 +390,13 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
     entries: list[ArtifactEntry] = []
     with tempfile.TemporaryDirectory(prefix="facelm-onnx2tf-") as work:
         job = None
-        if do_tflite:  # onnx2tf runs in its own process from here on, while this one does the rest
+        # onnx2tf runs in its own process from here on, while this one does the rest: each gets half
+        # the cores (on 2 cores, oversubscribed thread pools made both slower than running in turn)
+        share = max(1, (os.cpu_count() or 2) // 2)
+        if do_tflite:
             with stages.stage("start onnx2tf (background)"):
-                job = _start_tflite(cfg, prep, Path(work))
+                job = _start_tflite(cfg, prep, Path(work), threads=share)
+        threads_before = _set_torch_threads(share if job is not None else None)
         try:
             with stages.stage(f"{lm.reference_name} fp32 reference + onnxruntime parity"):
                 run = _prepare_run(cfg, tmp, lm, prep)
@@ -419,6 +423,7 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
                     with stages.stage("int8.tflite -> TVM int8 host + Android arm64 (relax TFLite frontend) + drift"):
                         entries += _tvm_int8_stage(run)
         finally:
+            _set_torch_threads(threads_before)
             if job is not None:
                 job.kill()
     entries.sort(key=lambda e: _CATALOGUE_ORDER.get(e.name, 99))
@@ -687,13 +692,24 @@ def wanted_variants(cfg: ConvertConfig) -> list[str]:
     return [n for n in tflite_names() if not artifact_kind(n).optional or (n == "int16x8" and cfg.int16x8)]
 
 
-def _start_tflite(cfg: ConvertConfig, prep: _Inputs, work: Path):
+def _start_tflite(cfg: ConvertConfig, prep: _Inputs, work: Path, threads: int | None = None):
     """Start onnx2tf on a copy of ``model.onnx`` for the wanted variants (one calibration)."""
     from facelm.converters.tflite import start_onnx2tf
 
     norm = prep.contract.preprocess.normalization
     return start_onnx2tf(prep.onnx_path, prep.calib.unit_nhwc(norm), norm.mean, norm.std, work,
-                         quant_type=cfg.quant_type, variants=wanted_variants(cfg))
+                         quant_type=cfg.quant_type, variants=wanted_variants(cfg), threads=threads)
+
+
+def _set_torch_threads(n: int | None) -> int | None:
+    """Set torch's intra-op threads to ``n`` (None: leave them); returns the previous count."""
+    if n is None:
+        return None
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return prev
 
 
 def _tflite_entries(run: _Run, job) -> list[ArtifactEntry]:
@@ -713,8 +729,13 @@ def _tflite_entries(run: _Run, job) -> list[ArtifactEntry]:
             entries.append(_tflite_entry(run, name, ready[name]))
             pending.remove(name)
     produced = job.wait()  # errors, timeouts and missing variants are raised here
-    for name in pending:
-        entries.append(_tflite_entry(run, name, produced[name]))
+    if len(pending) > 1:  # onnx2tf is done: its core is free, evaluate the rest side by side
+        from concurrent.futures import ThreadPoolExecutor  # (LiteRT and numpy release the GIL)
+
+        with ThreadPoolExecutor(max_workers=min(len(pending), os.cpu_count() or 1)) as pool:
+            entries += list(pool.map(lambda n: _tflite_entry(run, n, produced[n]), pending))
+    elif pending:
+        entries.append(_tflite_entry(run, pending[0], produced[pending[0]]))
     return entries
 
 

@@ -215,6 +215,7 @@ def start_onnx2tf(
     variants: Sequence[str] | None = None,
     progress_every_s: float = 30.0,
     one_calibration: bool = True,
+    threads: int | None = None,
 ) -> "Onnx2tfJob":
     """Start converting one ONNX model to TFLite variants in a subprocess; :meth:`Onnx2tfJob.wait` collects them.
 
@@ -236,6 +237,9 @@ def start_onnx2tf(
             only the wanted variants, calibration data run once; the int8 models are
             identical to onnx2tf's); ``False`` runs the stock ``onnx2tf -oiqt`` CLI (every
             variant, one calibration per integer variant).
+        threads: cap TensorFlow's (and OpenMP's) thread pools in the onnx2tf process
+            (``None``: their defaults). The pipeline gives it 1 of the machine's cores when it
+            works in parallel, so the two processes do not oversubscribe the CPU.
     Raises:
         ConversionError: onnx2tf missing, an op it cannot convert (before starting).
     """
@@ -270,22 +274,27 @@ def start_onnx2tf(
         cmd = _onnx2tf_command() + ["-i", model_copy.name, "-o", "out", "-v", "error"] + extra
         if any(VARIANT_BY_NAME[w].suffix not in ("float32", "float16") for w in wanted):
             cmd += ["-oiqt", "-qt", quant_type, "-cind", input_name, calib_path.name, as_list(mean), as_list(std)]
-    return Onnx2tfJob(cmd, work, [VARIANT_BY_NAME[w] for w in wanted], Path(onnx_path), timeout_s, progress_every_s)
+    return Onnx2tfJob(cmd, work, [VARIANT_BY_NAME[w] for w in wanted], Path(onnx_path), timeout_s, progress_every_s,
+                      threads)
 
 
 class Onnx2tfJob:
     """A running onnx2tf conversion (see :func:`start_onnx2tf`)."""
 
     def __init__(self, cmd: list[str], work: Path, expect: Sequence[Variant], onnx_path: Path, timeout_s: float,
-                 every_s: float) -> None:
+                 every_s: float, threads: int | None = None) -> None:
         import threading
         import time
 
         self.work, self.expect, self.onnx_path, self.timeout_s = work, list(expect), onnx_path, timeout_s
         self.t0 = time.perf_counter()
         self.elapsed_s: float | None = None
+        self._end: float | None = None  # when the progress thread saw the process end
         self._logf = tempfile_log(work)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+        if threads is not None:  # the caller works in parallel: no more threads than the CPU share given
+            env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS=str(threads),
+                       OMP_NUM_THREADS=str(threads))
         log.debug("running %s in %s", " ".join(cmd), work)
         self.proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=self._logf, stderr=subprocess.STDOUT, text=True)
         self._stop = threading.Event()
@@ -300,7 +309,10 @@ class Onnx2tfJob:
 
         seen: list[str] = []
         last = self.t0
-        while not self._stop.wait(2.0) and self.proc.poll() is None:
+        while not self._stop.wait(1.0):
+            if self.proc.poll() is not None:
+                self._end = time.perf_counter()
+                break
             now = time.perf_counter()
             new = [n for n in self._written() if n not in seen]
             if new or now - last >= every_s:
@@ -345,7 +357,7 @@ class Onnx2tfJob:
                 raise ConversionError(f"onnx2tf did not finish in {self.timeout_s:.0f} s") from None
         finally:
             self.kill()
-        self.elapsed_s = time.perf_counter() - self.t0
+        self.elapsed_s = (self._end or time.perf_counter()) - self.t0
         self._logf.seek(0)
         log_text = self._logf.read()
         self._logf.close()

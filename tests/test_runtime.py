@@ -177,3 +177,21 @@ def test_size_is_checked_before_hashing(tmp_path, monkeypatch):
     monkeypatch.setattr(mf, "sha256_file", lambda p: pytest.fail("hashed a file of the wrong size"))
     with pytest.raises(ManifestError, match="1000 bytes"):
         load_manifest(tmp_path)
+
+
+def test_deep_json_is_refused_before_parsing_even_with_a_raised_recursion_limit(tmp_path):
+    """json.loads recurses in C: with the recursion limit raised (TensorFlow/TVM do), 100k levels crashed the process."""
+    import sys
+
+    from facelm.runtime.manifest import MAX_JSON_DEPTH, json_depth
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000_000)
+    try:
+        (tmp_path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+        with pytest.raises(ManifestError, match="nested too deeply"):
+            load_manifest(tmp_path)
+    finally:
+        sys.setrecursionlimit(old)
+    assert json_depth('{"a": [1, {"b": "[[[[\\"]"}]}') == 3
+    assert json_depth("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)) == MAX_JSON_DEPTH + 1

@@ -63,6 +63,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -708,11 +709,35 @@ def verify_manifest(manifest: Manifest, names: Iterable[str] | None = None) -> N
         verify_artifact(manifest.root, manifest.artifact(name))
 
 
+#: Deepest JSON nesting a manifest (or embedded metadata) may have; real ones have about 5.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(text: str) -> int:
+    """Deepest bracket nesting of JSON ``text`` (strings ignored), without parsing it.
+
+    ``json.loads`` recurses in C: a deeply nested document overflows the C stack (a crash, not
+    a ``RecursionError``) once a library has raised the recursion limit, so depth is checked first.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    depth = best = 0
+    for c in brackets:
+        depth += 1 if c in "[{" else -1
+        best = max(best, depth)
+    return best
+
+
 def parse_manifest_text(text: str | bytes, where: str) -> Any:
     """JSON text -> Python objects; :class:`ManifestError` for bad, huge or absurdly nested JSON."""
     if len(text) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"{where} is {len(text)} bytes; a manifest is at most {MAX_MANIFEST_BYTES}")
     try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if json_depth(text) > MAX_JSON_DEPTH:
+            raise ManifestError(f"{where} is nested too deeply to be a manifest (over {MAX_JSON_DEPTH} levels)")
         return json.loads(text)
     except RecursionError:
         raise ManifestError(f"{where} is nested too deeply to be a manifest") from None

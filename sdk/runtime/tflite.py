@@ -8,7 +8,6 @@ list) as UTF-8 JSON. The LiteRT interpreter ignores metadata names it does not k
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -150,7 +149,9 @@ def read_tflite_metadata(path: str | os.PathLike, name: str = METADATA_NAME) -> 
                 raw = data.DataAsNumpy().tobytes()
             else:  # large models keep buffers outside the flatbuffer, addressed by offset
                 raw = buf[data.Offset():data.Offset() + data.Size()]
-            return json.loads(raw.decode("utf-8"))
+            from facelm.runtime.manifest import parse_manifest_text
+
+            return parse_manifest_text(raw, f"{path}: metadata {name!r}")  # bounded depth, clear errors
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:

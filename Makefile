@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=23" "setuptools>=68" wheel
 	$(PY) -m pip install -e ".[all]"
+	# tvm_int8 reads int8.tflite with TVM's relax TFLite frontend, which needs the flatbuffer
+	# package `tflite`; its metadata pins a TensorFlow that clashes with onnx2tf's, hence --no-deps.
+	$(PY) -m pip install --no-deps "tflite==2.18.0"
 	touch $(STAMP)
 
 # setuptools does not track the header, and skips an extension that is newer than its .c

@@ -213,9 +213,9 @@ def load_model(cfg: ConvertConfig) -> LoadedModel:
         path = demo_checkpoint()  # FacelmError with a clear message when it is missing
     else:
         path = Path(cfg.weights)
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"weights file {path} does not exist")
-    model, mcfg, _extra = load_checkpoint(path)
+    model, mcfg, _extra = load_checkpoint(path)  # says what a directory, device or foreign file is
     if cfg.config is not None:
         wanted = load_config(cfg.config)
         skip = {"name", "description"}
@@ -357,13 +357,11 @@ class _Run:
         n = len(heatmaps)  # an artifact may be evaluated on the first n faces only (untuned TVM)
         gt = None if self.gt is None else self.gt[:n]
         rep, own = drift_report(self.ref_hm[:n], heatmaps, self.ref_lms[:n], landmarks, self.contract.layout.name,
-                                gt, reference="torch_fp32")
+                                gt, reference=f"{self.lm.reference_name}_fp32")
         self.drift_nmes[name] = landmark_drift(self.ref_lms[:n], landmarks, self.contract.layout.name)[0]
         if own is not None and n == len(self.ref_hm):
             self.own_nmes[name] = own
         d = rep.to_dict()
-        if self.lm.reference_name != "torch":
-            d["reference"] = f"{self.lm.reference_name}_fp32"
         if n != len(self.ref_hm):
             d["faces"] = n
         return d
@@ -653,7 +651,9 @@ def _publish_manifest(run: _Run, entries: list[ArtifactEntry], timings: dict[str
         facelm_version=__version__, contract=run.contract, tools=run.tools, artifacts=entries,
         created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         gates={"passed": not failures, "failures": failures, "parity_max_abs": cfg.gates.parity_max_abs,
-               "int8_drift_mean": cfg.gates.int8_drift_mean})
+               "int8_drift_mean": cfg.gates.int8_drift_mean},
+        data={"calibration": {"source": str(cfg.calib), "count": len(run.calib)},
+              "evaluation": {"source": str(cfg.calib), "count": len(run.evals)}})
     write_report(run.tmp, manifest, run.latency, run.own_nmes, run.drift_nmes, timings, run.warnings,
                  eval_source=run.evals.source, calib_source=run.calib.source, ref_own_nme=_ref_own(run))
     write_manifest(manifest, run.tmp)

@@ -28,7 +28,7 @@ from facelm.runtime.tflite import METADATA_NAME
 
 log = logging.getLogger(__name__)
 
-#: onnx2tf downloads this file unless it is in the working directory (FACTS.md).
+#: onnx2tf downloads this file unless it is in the working directory (docs/toolchain.md).
 ONNX2TF_SAMPLE_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 

@@ -3,7 +3,7 @@
 TVM 0.27 is relax-only. Weights are bound as constants (``from_onnx`` default), so the
 compiled library takes just the input: ``vm["main"](x) -> heatmaps``. Targets are dicts
 (TVM rejects ``llvm -mcpu=...`` strings). Optional MetaSchedule tuning never uses weight
-prepacking: FACTS.md records prepacked ``conv2d_transpose`` schedules computing wrong
+prepacking: docs/toolchain.md notes prepacked ``conv2d_transpose`` schedules computing wrong
 answers, and the pipeline checks every TVM artifact against torch anyway.
 """
 from __future__ import annotations
@@ -118,7 +118,7 @@ def _int8_ops():
 def _strategy(population: int = 128):
     from tvm.s_tir.meta_schedule.search_strategy import EvolutionarySearch
 
-    # The default population (512) is far too slow on a 2-core machine (FACTS.md).
+    # The default population (512) is far too slow on a 2-core machine (docs/toolchain.md).
     return EvolutionarySearch(population_size=population, genetic_num_iters=2,
                               init_min_unmeasured=min(32, population))
 
@@ -188,7 +188,7 @@ def persistent_builder(max_workers: int = 1, timeout_s: float = 120.0):
 def tuning_plan(trials: int, n_tasks: int) -> tuple[int, int]:
     """(trials per task, trials per round) for a global budget over ``n_tasks`` tasks.
 
-    Every task should get trials: ``per_round * n_tasks <= trials`` (FACTS.md; an untuned
+    Every task should get trials: ``per_round * n_tasks <= trials`` (docs/toolchain.md; an untuned
     task stays very slow). Below one trial per task, the scheduler reaches only
     ``trials`` tasks and the rest keep TVM's default schedules. The per-task cap is rounded
     up so the whole budget can be spent (MetaSchedule stops at the global budget).
@@ -199,7 +199,7 @@ def tuning_plan(trials: int, n_tasks: int) -> tuple[int, int]:
     return max(per_round, -(-trials // n)), per_round
 
 
-#: kernels that never get weight prepacking (FACTS.md: prepacked tuned conv2d_transpose
+#: kernels that never get weight prepacking (docs/toolchain.md: prepacked tuned conv2d_transpose
 #: schedules computed answers ~6% off; the rest of the model prepacks safely)
 NO_PREPACK_KERNELS = ("conv2d_transpose",)
 
@@ -324,7 +324,7 @@ def scheduled_kernels(mod) -> int:
 
 def host_target(tuned: bool) -> dict[str, Any]:
     """The host target. Tuned code is specialised to this CPU, single core; untuned stays generic,
-    because a set ``mcpu`` made untuned code slower (FACTS.md)."""
+    because a set ``mcpu`` made untuned code slower (docs/toolchain.md)."""
     if not tuned:
         return dict(HOST_TARGET)
     tvm = import_tvm()

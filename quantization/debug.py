@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import os
-import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,33 +77,13 @@ class DebugData:
         return np.ascontiguousarray(self.evals.transpose(0, 2, 3, 1))
 
 
-_REPORT_LINE = re.compile(r"calibration \((\d+)\) and evaluation \((\d+)\) faces from (.+?) \+ torch")
 
 
 def recorded_data(folder: Path, manifest) -> dict[str, Any]:
-    """What the conversion recorded about its faces: ``{"source", "num_calib", "num_eval"}``.
-
-    Read from the manifest's ``data`` section when it has one, else from the conversion
-    report's stage line (``calibration (N) and evaluation (M) faces from SOURCE``), else the
-    evaluation count from the int8 drift record. Missing values are ``None``.
-    """
-    raw = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    data = raw.get("data") or {}
-    if data:
-        c, e = data.get("calibration") or {}, data.get("evaluation") or {}
-        return {"source": c.get("source"), "num_calib": c.get("count"), "num_eval": e.get("count")}
-    out: dict[str, Any] = {"source": None, "num_calib": None, "num_eval": None}
-    report = folder / "report.md"
-    if report.is_file():
-        m = _REPORT_LINE.search(report.read_text(encoding="utf-8", errors="replace"))
-        if m:
-            out.update(num_calib=int(m.group(1)), num_eval=int(m.group(2)), source=m.group(3).strip())
-    if out["num_eval"] is None:
-        for a in manifest.artifacts:
-            if a.drift_vs_torch and a.drift_vs_torch.get("count"):
-                out["num_eval"] = int(a.drift_vs_torch["count"])
-                break
-    return out
+    """What the conversion recorded about its faces (the manifest's ``data`` section):
+    ``{"source", "num_calib", "num_eval"}``; missing values are ``None``."""
+    c, e = manifest.data.get("calibration") or {}, manifest.data.get("evaluation") or {}
+    return {"source": c.get("source") or e.get("source"), "num_calib": c.get("count"), "num_eval": e.get("count")}
 
 
 def rebuild_data(folder: str | os.PathLike, manifest, source: str | None = None, num_calib: int | None = None,

@@ -38,9 +38,9 @@ def psnr(ref: np.ndarray, test: np.ndarray) -> float:
 
 
 #: What a drift is measured against. Conversion drift (manifest key ``drift_vs_torch``)
-#: compares an artifact with the torch fp32 model; on-device drift (bench record key
+#: compares an artifact with the fp32 source model (torch, or onnxruntime for a brought ONNX file); on-device drift (bench record key
 #: ``drift_vs_host``) compares the device's output with the host fp32 TFLite artifact.
-REFERENCES = ("torch_fp32", "host_fp32_tflite")
+REFERENCES = ("torch_fp32", "onnxruntime_fp32", "host_fp32_tflite")
 
 
 @dataclass

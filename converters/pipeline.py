@@ -253,35 +253,6 @@ def _median_latency_ms(fn, x: np.ndarray, runs: int) -> float:
     return float(np.median(times))
 
 
-def _prepare_out(out: Path, force: bool) -> Path:
-    """Refuse an existing ``out`` without ``force``; return a fresh temp folder beside it."""
-    if out.exists() and not force:
-        raise InputError(f"output folder {out} exists; pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output path {out} exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is a normal folder
-    return tmp
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move ``tmp`` to ``out``, replacing an old ``out`` only after the new one is complete."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def convert(cfg: ConvertConfig) -> ConvertResult:
     """Run the whole chain; see the module docstring.
 
@@ -292,15 +263,12 @@ def convert(cfg: ConvertConfig) -> ConvertResult:
         FacelmError subclasses for user-caused problems (bad weights/config, existing output
         folder, unconvertible op, missing TVM, ...). The output folder is left untouched.
     """
+    from facelm.fileio import atomic_dir
+
     cfg.validate()
     out = Path(cfg.out)
-    tmp = _prepare_out(out, cfg.force)
-    try:
+    with atomic_dir(out, cfg.force) as tmp:
         result = _convert_into(cfg, tmp, out)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     result.manifest.root = out
     return result
 

@@ -257,18 +257,23 @@ def test_existing_output_refused_without_force(converted, capsys):
 
 
 def test_publish_replaces_only_when_complete(tmp_path):
-    from facelm.converters.pipeline import _prepare_out, _publish
     from facelm.errors import InputError
+    from facelm.fileio import atomic_dir
 
     out = tmp_path / "a"
     out.mkdir()
     (out / "old.txt").write_text("old")
-    with pytest.raises(InputError):
-        _prepare_out(out, force=False)
-    tmp = _prepare_out(out, force=True)
-    (tmp / "new.txt").write_text("new")
-    assert (out / "old.txt").is_file()  # untouched until publish
-    _publish(tmp, out)
+    with pytest.raises(InputError, match="--force"):
+        with atomic_dir(out, force=False):
+            pass
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out, force=True) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("a stage failed")
+    assert [p.name for p in out.iterdir()] == ["old.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    with atomic_dir(out, force=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert (out / "old.txt").is_file()  # untouched until the block completes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
     assert [p.name for p in out.iterdir()] == ["new.txt"]
 

@@ -493,14 +493,21 @@ def ensure_nhwc_output(path: str | os.PathLike, nchw_shape: Sequence[int]) -> bo
     return True
 
 
-def embed_metadata(path: str | os.PathLike, payload: dict[str, Any], name: str = METADATA_NAME) -> None:
+def embed_metadata(path: str | os.PathLike, payload: dict[str, Any], name: str = METADATA_NAME,
+                   seal: bool = True) -> None:
     """Store ``payload`` as UTF-8 JSON in metadata entry ``name`` of a ``.tflite`` file, in place.
 
     The entry goes into the flatbuffer's ``Model.metadata`` table with its own buffer;
-    LiteRT ignores unknown metadata names. Written to a temp file and renamed.
+    LiteRT ignores unknown metadata names. Written to a temp file and renamed. With ``seal``
+    the file's own sha256 is embedded too (:mod:`facelm.runtime.tflite_seal`), so a lone
+    ``.tflite`` that changed after conversion is refused by the runtime and the bench harness.
     """
     import json
 
+    from facelm.runtime.tflite_seal import SEAL_KEY, SEAL_PLACEHOLDER, seal_tflite
+
+    if seal:
+        payload = dict(payload, **{SEAL_KEY: SEAL_PLACEHOLDER})
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils as fbu
 
@@ -523,3 +530,5 @@ def embed_metadata(path: str | os.PathLike, payload: dict[str, Any], name: str =
         model.metadata.append(md)
     with atomic_path(path, suffix=".tflite") as tmp:
         fbu.write_model(model, str(tmp))
+    if seal:
+        seal_tflite(path)

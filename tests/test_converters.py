@@ -408,8 +408,25 @@ def test_embed_metadata_replaces_without_leftovers(converted, tmp_path):
     size = f.stat().st_size
     embed_metadata(f, {"a": list(range(50))})
     assert f.stat().st_size == size  # the old payload is replaced, not orphaned
-    assert read_tflite_metadata(f) == {"a": list(range(50))}
+    meta = read_tflite_metadata(f)
+    assert meta["a"] == list(range(50)) and sorted(meta) == ["a", "body_sha256"]
     assert b'"a":[0,1,2' in f.read_bytes()  # compact JSON
+
+
+def test_lone_tflite_is_sealed_and_a_changed_byte_is_refused(converted, tmp_path):
+    """A copied-out .tflite carries its own sha256; one flipped weight byte is refused before it runs."""
+    from facelm.errors import InputError
+    from facelm.runtime import Landmarker
+    from facelm.runtime.tflite_seal import check_tflite_seal
+
+    f = tmp_path / "int8.tflite"
+    shutil.copyfile(converted[1] / "int8.tflite", f)
+    assert check_tflite_seal(f) is not None
+    data = bytearray(f.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    f.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="modified after conversion"):
+        Landmarker.create_from_model_path(f)
 
 
 def test_tuning_plan_spends_the_whole_budget():

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from facelm.fileio import atomic_dir
 from facelm.errors import InputError
 from facelm.layouts import JD106
 
@@ -712,10 +711,9 @@ def write_jd_folder(
         raise InputError(f"output {out} already exists and is not an empty directory")
     base = cfg or SynthConfig()
     cfg = SynthConfig(**{**base.to_dict(), "size": int(size)})
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    for sub in ("picture", "landmark", "bbox"):
-        (tmp / sub).mkdir(parents=True)
-    try:
+    with atomic_dir(out, force=True, what="output") as tmp:  # out is absent or an empty folder (checked above)
+        for sub in ("picture", "landmark", "bbox"):
+            (tmp / sub).mkdir()
         chunk = 64
         jobs = [(str(tmp), seed, a, min(a + chunk, count), cfg, quality) for a in range(0, count, chunk)]
         bar = tqdm(total=count, desc="synth", unit="img", disable=not progress)
@@ -732,10 +730,4 @@ def write_jd_folder(
         meta = {"generator": "facelm.data.synth", "layout": JD106.name, "count": int(count), "seed": int(seed),
                 "config": cfg.to_dict(), "note": "synthetic faces with exact 106-point ground truth"}
         (tmp / "synth.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -17,8 +17,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import numpy as np
 
 from facelm.alignment import transform_points
 from facelm.data.synth import Pose, SynthConfig, bbox_of, draw_face, place_face, sample_params
+from facelm.fileio import atomic_dir
 from facelm.errors import InputError
 from facelm.layouts import JD106
 
@@ -227,9 +226,8 @@ def write_clip(out: str | os.PathLike, frames: int, motion: str = "static", seed
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"output {out} already exists and is not an empty directory")
     clip = render_clip(frames, motion, seed, config)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    (tmp / "frames").mkdir(parents=True)
-    try:
+    with atomic_dir(out, force=True, what="output") as tmp:  # out is absent or an empty folder (checked above)
+        (tmp / "frames").mkdir()
         lines = []
         for i, (f, lm, ts) in enumerate(zip(clip.frames, clip.landmarks, clip.timestamps_ms)):
             if not cv2.imwrite(str(tmp / "frames" / f"{i:06d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR)):
@@ -245,12 +243,6 @@ def write_clip(out: str | os.PathLike, frames: int, motion: str = "static", seed
                 "motion": motion, "motion_spec": asdict(MOTIONS[motion]), "seed": int(seed),
                 "config": asdict(clip.config)}
         (tmp / "clip.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

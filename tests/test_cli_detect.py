@@ -1,7 +1,6 @@
 """``facelm detect`` and ``facelm synth-video`` end to end on the tiny converted artifact, with the
 heavy packages blocked (the light install): JSONL records, overlays, clear errors."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,22 +11,12 @@ import pytest
 
 pytestmark = pytest.mark.timeout(600)
 
-HEAVY = ("torch", "tensorflow", "onnx", "onnxruntime", "tvm", "onnx2tf", "keras")
-BLOCKER = f'''import sys
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {HEAVY!r}:
-            raise ImportError(f"blocked on the light path: {{name}}")
-        return None
-sys.meta_path.insert(0, _Block())
-'''
+from light_path import light_env  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def light(tmp_path_factory):
-    blk = tmp_path_factory.mktemp("blocker")
-    (blk / "sitecustomize.py").write_text(BLOCKER)
-    env = {**os.environ, "PYTHONPATH": str(blk)}
+    env = light_env(tmp_path_factory.mktemp("blocker"))
     exe = Path(sys.executable).parent / "facelm"
 
     def run(*args):

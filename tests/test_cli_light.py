@@ -15,26 +15,15 @@ from facelm import __version__
 
 pytestmark = pytest.mark.timeout(300)
 
-HEAVY = ("torch", "tensorflow", "onnx", "onnxruntime", "tvm", "onnx2tf", "keras")
-BLOCKER = f'''import sys
-class _Block:
-    HEAVY = {HEAVY!r}
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.HEAVY:
-            raise ImportError(f"blocked on the light path: {{name}}")
-        return None
-sys.meta_path.insert(0, _Block())
-'''
+from light_path import light_env  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def light(tmp_path_factory):
     """Run the installed ``facelm`` with the heavy packages blocked; returns run(*args, cwd=...)."""
-    blk = tmp_path_factory.mktemp("blocker")
-    (blk / "sitecustomize.py").write_text(BLOCKER)
     exe = Path(sys.executable).parent / "facelm"
     home = tmp_path_factory.mktemp("home")
-    env = {**os.environ, "PYTHONPATH": str(blk), "HOME": str(home)}
+    env = light_env(tmp_path_factory.mktemp("blocker"), HOME=str(home))
     env.pop("ANDROID_SERIAL", None)
 
     def run(*args, cwd=None):

@@ -1,7 +1,6 @@
 """Landmarker and TfliteRunner on a small converted artifact folder (no TVM needed; the light path too)."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +8,8 @@ import textwrap
 
 import numpy as np
 import pytest
+
+from light_path import light_env
 
 
 def _face(seed: int = 7):
@@ -79,18 +80,6 @@ def test_landmarker_misuse(converted, tmp_path):
 
 
 
-BLOCK_HEAVY = textwrap.dedent("""
-    import sys
-    class _Block:
-        HEAVY = ("torch", "tensorflow", "onnx", "onnxruntime", "tvm", "onnx2tf", "keras")
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in self.HEAVY:
-                raise ImportError(f"blocked on the light path: {name}")
-            return None
-    sys.meta_path.insert(0, _Block())
-""")
-
-
 def test_landmarker_runs_on_the_light_path(converted, tmp_path):
     """In a process where torch/TensorFlow/ONNX/TVM cannot be imported, Landmarker gives the same landmarks."""
     from facelm.runtime import Landmarker
@@ -101,7 +90,6 @@ def test_landmarker_runs_on_the_light_path(converted, tmp_path):
         want = lm.detect(image, five).landmarks
     np.save(tmp_path / "img.npy", image)
     np.save(tmp_path / "five.npy", five)
-    (tmp_path / "sitecustomize.py").write_text(BLOCK_HEAVY)
     script = textwrap.dedent(f"""
         import numpy as np, facelm, sys
         lm = facelm.Landmarker.create_from_model_path({str(out)!r}, artifact="int8")
@@ -110,7 +98,7 @@ def test_landmarker_runs_on_the_light_path(converted, tmp_path):
         heavy = [m for m in ("torch", "tensorflow", "onnx", "tvm") if m in sys.modules]
         assert not heavy, heavy
     """)
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    env = light_env(tmp_path / "blocker")
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_array_equal(np.load(tmp_path / "got.npy"), want)

@@ -62,8 +62,12 @@ class Normalization:
 DEFAULT_NORMALIZATION = Normalization()
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image)
+def check_image(image: np.ndarray) -> np.ndarray:
+    """``image`` as an (H, W, 3) uint8 RGB array, or :class:`InputError` naming what it is instead."""
+    try:
+        img = np.asarray(image)
+    except (TypeError, ValueError):
+        raise InputError(f"image must be an (H, W, 3) uint8 array, got {type(image).__name__}") from None
     if img.ndim != 3 or img.shape[2] != 3:
         raise InputError(f"image must be (H, W, 3) RGB, got shape {img.shape}")
     if img.dtype != np.uint8:
@@ -103,7 +107,7 @@ def align_face(
     Returns:
         ``(crop, M)``: (size, size, 3) uint8 and the (2, 3) image -> crop transform.
     """
-    img = _check_image(image)
+    img = check_image(image)
     m = estimate_alignment(five_points, size, spec)
     return warp_face(img, m, size), m
 

@@ -197,3 +197,66 @@ def test_fuzz_decode_arguments_in_a_subprocess():
     assert res.returncode == 0, f"exit {res.returncode} (a negative code is a crash)\n{res.stdout}\n{res.stderr}"
     ok, err = map(int, res.stdout.split("COUNTS")[1].split())
     assert ok > 20 and err > 20, (ok, err)  # the fuzz reaches both ends
+
+
+N_DETECT = 300
+
+
+def _detect_case(rng: random.Random, image, five):
+    """One mutated (image, five_points) pair: wrong dtypes, shapes, sizes, values or types."""
+    import numpy as np
+
+    img, pts = image, five
+    kind = rng.randrange(12)
+    if kind == 0:
+        img = img.astype(rng.choice([np.float32, np.int16, np.uint16, np.float64]))
+    elif kind == 1:
+        img = img[..., :rng.choice([1, 2])] if rng.random() < 0.5 else np.dstack([img, img[..., :1]])
+    elif kind == 2:
+        img = img[: rng.randrange(0, 4), : rng.randrange(0, 4)]
+    elif kind == 3:
+        img = rng.choice([None, "abc", 3, [1, 2, 3], img[..., 0], img[None]])
+    elif kind == 4:
+        pts = rng.choice([None, "abc", 7, [], [[1, 2]] * 4, np.zeros((5, 3)), np.zeros((6, 2)), {"a": 1}])
+    elif kind == 5:
+        pts = five.copy()
+        pts.flat[rng.randrange(10)] = rng.choice([float("nan"), float("inf"), -float("inf"), 1e308, -1e308])
+    elif kind == 6:
+        pts = five + rng.choice([1e4, -1e4, 1e9, 1e300])
+    elif kind == 7:
+        pts = (five - five.mean(0)) * rng.choice([0.0, 1e-9, 1e6, -1.0, 1e200]) + five.mean(0)
+    elif kind == 8:
+        pts = np.asarray(five, dtype=rng.choice([np.int8, np.float16, np.complex64, object]))
+    elif kind == 9:
+        pts = five[::-1].copy()  # a mirrored face: still a face
+    elif kind == 10:
+        pts = five + np.asarray([[rng.gauss(0, 5), rng.gauss(0, 5)] for _ in range(5)])
+    return img, pts
+
+
+def test_detect_arguments_only_succeed_or_raise_facelm_errors(converted):
+    """Landmarker.detect with a few hundred mutated images and five points: a result or a FacelmError."""
+    import numpy as np
+
+    from facelm.data.synth import sample
+    from facelm.layouts import JD106
+    from facelm.runtime import Landmarker
+
+    image, lms = sample(5, 0)
+    five = JD106.five_points(lms)
+    rng = random.Random(12)
+    outcomes = {"ok": 0, "error": 0}
+    with Landmarker.create_from_model_path(converted[1], artifact="int8") as lm:
+        for i in range(N_DETECT):
+            img, pts = _detect_case(rng, image, five)
+            try:
+                res = lm.detect(img, pts)
+            except FacelmError:
+                outcomes["error"] += 1
+                continue
+            except Exception:  # noqa: BLE001 - the point of the test
+                pytest.fail(f"case {i}: detect({type(img).__name__} {getattr(img, 'shape', '')} "
+                            f"{getattr(img, 'dtype', '')}, {pts!r:.80}) raised\n{traceback.format_exc()}")
+            assert res is None or (res.landmarks.shape == (106, 2) and np.all(np.isfinite(res.landmarks)))
+            outcomes["ok"] += 1
+    assert outcomes["ok"] > 30 and outcomes["error"] > 100, outcomes  # both paths were exercised

@@ -262,9 +262,10 @@ class Landmarker:
                                  "use detect_for_video(frame, timestamp_ms)")
             return self._result(detect_image(image, self, self.detector))
         from facelm.alignment import check_face_geometry
+        from facelm.preprocess import check_image
 
         pts = _five_points(five_points)
-        check_face_geometry(pts, np.shape(image), self._size)  # impossible points: InputError, not garbage
+        check_face_geometry(pts, check_image(image).shape, self._size)  # impossible points: InputError, not garbage
         res = self._result(detect_image(image, self, five_points=pts))
         res.source = "five_points"
         return res

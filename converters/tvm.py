@@ -298,12 +298,21 @@ def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population
         log.warning("a budget of %d trials reaches only %d of %d tasks; the rest keep default schedules "
                     "(give at least %d)", trials, trials, n_tasks, n_tasks)
     builder = persistent_builder(builder_workers)
+    # MetaSchedule builds its logging config from the *names* of the handlers already on its
+    # logger; an unnamed handler (one left by an earlier run in this process) makes it crash with
+    # "'NoneType' object has no attribute 'format'". They are set aside for the run.
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    unnamed = [h for h in ms_logger.handlers if h.get_name() is None]
+    for h in unnamed:
+        ms_logger.removeHandler(h)
     try:
         tune_relax(mod, params={}, target=tgt, work_dir=str(work_dir), max_trials_global=trials,
                    max_trials_per_task=per_task, num_trials_per_iter=per_iter, strategy=_strategy(population),
                    builder=builder)
     finally:
         builder.shutdown()
+        for h in unnamed:
+            ms_logger.addHandler(h)
     db = JSONDatabase(work_dir=str(work_dir))
     valid = [r for r in db.get_all_tuning_records() if r.run_secs and all(float(s) < 1e9 for s in r.run_secs)]
     if not valid:

@@ -387,9 +387,11 @@ def test_tvm_tuning_small_budget_matches_torch(tiny_ckpt, tmp_path):
     onnx_path = export_onnx(model, tmp_path / "tiny.onnx", cfg.input_size)
     b = compile_host(onnx_path, tmp_path / "tuned.so", (1, 3, 96, 96), trials=4, work_dir=tmp_path / "db",
                      population=16)
-    assert 1 <= b.tuned_kernels <= 4 and b.target.get("num-cores") == 1
+    assert b.tuned_kernels >= 1 and b.target.get("num-cores") == 1
     records = (tmp_path / "db" / "database_tuning_record.json").read_text().splitlines()
-    assert len(records) >= b.tuned_kernels
+    # the budget bounds what was measured; one tuned workload schedules every kernel instance of it
+    # (with prepacking 4 records scheduled 7 kernels), so kernels may outnumber records
+    assert 1 <= len(records) <= 4
     x = np.random.default_rng(5).normal(size=(2, 3, 96, 96)).astype(np.float32)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()

@@ -409,18 +409,22 @@ def test_bench_results_path_problems_are_one_clear_line(tmp_path, capsys):
 # ------------------------------------------------------------------ sealed lone .tflite
 @pytest.fixture
 def sealed_tflite(tmp_path):
-    """A third-party .tflite with facelm metadata (seal placeholder) embedded, then sealed."""
+    """A third-party .tflite with facelm metadata embedded; embed_metadata seals it (and a second seal is refused)."""
     import shutil
 
     pytest.importorskip("ai_edge_litert.tools.flatbuffer_utils")
     from facelm.converters.tflite import embed_metadata
-    from facelm.runtime.tflite_seal import SEAL_KEY, SEAL_PLACEHOLDER, seal_tflite
+    from facelm.errors import InputError
+    from facelm.runtime.tflite_seal import check_tflite_seal, seal_tflite
 
     path = tmp_path / "lone" / "model.tflite"
     path.parent.mkdir()
     shutil.copy(_third_party_tflite(), path)
-    embed_metadata(path, {"schema_version": 2, SEAL_KEY: SEAL_PLACEHOLDER})
-    digest = seal_tflite(path)
+    embed_metadata(path, {"schema_version": 2})
+    digest = check_tflite_seal(path)
+    assert digest is not None
+    with pytest.raises(InputError, match="placeholder"):
+        seal_tflite(path)  # already sealed: nothing left to seal
     return path, digest
 
 

@@ -171,13 +171,10 @@ def _graph(model: bytes) -> tuple[list[_Op], list[Any]]:
     """(operators in execution order, tensors) of subgraph 0 of a ``.tflite`` flatbuffer."""
     from ai_edge_litert import schema_py_generated as schema
 
+    from facelm.quantization.delegates import op_codes
+
     m = schema.Model.GetRootAsModel(model, 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = []
-    for i in range(m.OperatorCodesLength()):
-        oc = m.OperatorCodes(i)
-        name = names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "?")
-        codes.append(oc.CustomCode().decode() if name == "CUSTOM" and oc.CustomCode() else name)
+    codes = [custom if name == "CUSTOM" and custom else name for name, custom, _ in op_codes(m)]
     sg = m.Subgraphs(0)
     ops = [_Op(i, codes[sg.Operators(i).OpcodeIndex()], list(sg.Operators(i).InputsAsNumpy()),
                list(sg.Operators(i).OutputsAsNumpy())) for i in range(sg.OperatorsLength())]

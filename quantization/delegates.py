@@ -97,18 +97,26 @@ class Readiness:
         return {"file": self.file, **self.summary(), "per_op": [asdict(o) for o in self.ops]}
 
 
+def op_codes(m) -> list[tuple[str, str | None, int]]:
+    """``[(builtin op name, custom code or None, version)]`` of a parsed ``schema.Model``'s op-code table."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    out = []
+    for i in range(m.OperatorCodesLength()):
+        oc = m.OperatorCodes(i)
+        custom = oc.CustomCode()
+        out.append((names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "?"),
+                    custom.decode() if custom else None, int(oc.Version())))
+    return out
+
+
 def _ops(model: bytes) -> list[tuple[int, str, int, bool, int]]:
     """``[(index, op name, version, is_custom, max tensor rank)]`` of subgraph 0."""
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.Model.GetRootAsModel(model, 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = []
-    for i in range(m.OperatorCodesLength()):
-        oc = m.OperatorCodes(i)
-        name = names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "?")
-        custom = name == "CUSTOM"
-        codes.append(((oc.CustomCode() or b"?").decode() if custom else name, int(oc.Version()), custom))
+    codes = [((custom or "?") if name == "CUSTOM" else name, ver, name == "CUSTOM") for name, custom, ver in op_codes(m)]
     out = []
     sg = m.Subgraphs(0)
     for i in range(sg.OperatorsLength()):

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.facelm-installed
 CSRC   := $(wildcard sdk/codec/csrc/*.c sdk/codec/csrc/*.h)
 CEXT   := $(VENV)/.facelm-cext
 
-.PHONY: test demo venv clean arm64
+.PHONY: test demo venv clean arm64 realfaces
 
 $(STAMP): pyproject.toml setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (facelm needs Python 3.11)"; exit 2; }
@@ -30,11 +30,16 @@ $(CEXT): $(STAMP) $(CSRC)
 
 venv: $(CEXT)
 
-test: $(CEXT)
+# The real-face photos that ship inside PyPI sdists (face_recognition, insightface), fetched once
+# with pip into ~/.cache/facelm/real_faces and checked against their sha256 (docs/real_faces.md).
+realfaces: $(STAMP)
+	$(PY) -m facelm.data.real_faces fetch
+
+test: $(CEXT) realfaces
 	$(PY) -m pytest -q
 
 # Convert the shipped demo checkpoint into ./artifacts/ (see README, "Conversion").
-demo: $(CEXT)
+demo: $(CEXT) realfaces
 	$(VENV)/bin/facelm convert
 
 # The aarch64 runtime (python, numpy, LiteRT, TVM) that runs artifacts and the C codec under

@@ -203,17 +203,42 @@ def layout_for_points(num_points: int) -> Layout:
     raise InputError(f"no known layout has {num_points} points (known: 106, 98, 68)")
 
 
-def flip_landmarks(landmarks: np.ndarray, width: float, layout: Layout | str) -> np.ndarray:
+def check_flip_permutation(permutation: np.ndarray, k: int) -> np.ndarray:
+    """(K,) int64 copy of ``permutation`` after checking it is a permutation of ``range(k)``.
+
+    Raises:
+        InputError: wrong shape, not integers, or not a permutation.
+    """
+    perm = np.asarray(permutation)
+    if perm.shape != (k,) or perm.dtype.kind not in "iu" or not np.array_equal(np.sort(perm), np.arange(k)):
+        raise InputError(f"permutation must be a permutation of range({k}), got shape {perm.shape}")
+    return perm.astype(np.int64)
+
+
+def flip_landmarks(landmarks: np.ndarray, width: float, layout: Layout | str | np.ndarray) -> np.ndarray:
     """Mirror landmarks horizontally in an image of ``width`` pixels and relabel them.
 
-    Pixel-centre convention: pixel column j covers [j-0.5, j+0.5], so x -> (width - 1) - x.
+    The one mirror-and-relabel of the project (augmentation, the flip test, the codec's
+    :func:`facelm.codec.average_flip`). Pixel-centre convention: pixel column j covers
+    [j-0.5, j+0.5], so x -> (width - 1) - x; then ``out[..., k, :] = mirrored[..., perm[k], :]``.
 
     Args:
-        landmarks: (..., K, 2) in pixels.
+        landmarks: (..., K, 2) (x, y) in pixels of an image (or heatmap) ``width`` columns wide.
+        layout: a layout (its :attr:`Layout.flip_permutation`) or its (K,) flip permutation.
     Returns:
-        New array of the same shape; the input is not modified.
+        New float64 array of the same shape; the input is not modified.
+    Raises:
+        InputError: landmarks not (..., K, 2), or a permutation that does not fit them.
     """
-    lay = get_layout(layout)
     pts = np.array(landmarks, dtype=np.float64, copy=True)
+    if pts.ndim < 2 or pts.shape[-1] != 2:
+        raise InputError(f"landmarks must have shape (..., K, 2), got {pts.shape}")
+    if isinstance(layout, (Layout, str)):
+        perm = get_layout(layout).flip_permutation
+        if perm.shape[0] != pts.shape[-2]:
+            raise InputError(f"layout {get_layout(layout).name} has {perm.shape[0]} points, landmarks have "
+                             f"{pts.shape[-2]}")
+    else:
+        perm = check_flip_permutation(layout, pts.shape[-2])
     pts[..., 0] = (width - 1) - pts[..., 0]
-    return pts[..., lay.flip_permutation, :]
+    return pts[..., perm, :]

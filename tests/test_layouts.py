@@ -131,6 +131,26 @@ def test_flip_twice_is_identity_and_input_untouched(layout):
     np.testing.assert_array_equal(pts, before)
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
+def test_flip_by_permutation_equals_flip_by_layout(layout):
+    """The codec's flip test passes a bare permutation; it is the same mirror as the layout's."""
+    pts = np.random.default_rng(4).uniform(0, 64, (2, layout.num_points, 2)).astype(np.float32)
+    np.testing.assert_array_equal(flip_landmarks(pts, 64, layout.flip_permutation), flip_landmarks(pts, 64, layout))
+    assert flip_landmarks(pts[0], 64, layout)[0, 0] == pytest.approx(63 - pts[0, layout.flip_permutation[0], 0])
+
+
+def test_flip_rejects_points_that_do_not_fit():
+    pts = np.zeros((106, 2))
+    with pytest.raises(InputError, match="permutation of range"):
+        flip_landmarks(pts, 10, JD106.flip_permutation[:-1])
+    with pytest.raises(InputError, match="permutation of range"):
+        flip_landmarks(pts, 10, np.zeros(106, int))
+    with pytest.raises(InputError, match="has 98 points"):
+        flip_landmarks(pts, 10, "wflw98")
+    with pytest.raises(InputError, match=r"\(\.\.\., K, 2\)"):
+        flip_landmarks(np.zeros((106, 3)), 10, JD106)
+
+
 def test_flip_swaps_left_and_right_semantics_jd106():
     # The image-left eye centre (104) becomes the image-right one (105) after a mirror.
     pts = _frontal_face(1)

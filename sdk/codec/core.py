@@ -16,6 +16,7 @@ import numpy as np
 from facelm.codec import _numpy
 from facelm.codec.config import DecodeConfig, EncodeConfig
 from facelm.errors import ConfigError, InputError
+from facelm.layouts import check_flip_permutation, flip_landmarks
 
 log = logging.getLogger("facelm.codec")
 
@@ -271,25 +272,8 @@ def flip_heatmaps(heatmaps: np.ndarray, permutation: np.ndarray, layout: str = "
     if h.ndim != 4:
         raise InputError(f"heatmaps must be 4-D, got shape {h.shape}")
     kaxis, waxis = (1, 3) if layout == "nchw" else (3, 2)
-    perm = _check_permutation(permutation, h.shape[kaxis])
+    perm = check_flip_permutation(permutation, h.shape[kaxis])
     return np.ascontiguousarray(np.flip(np.take(h, perm, axis=kaxis), axis=waxis))
-
-
-def flip_coords(coords: np.ndarray, permutation: np.ndarray, width: int) -> np.ndarray:
-    """Coordinates decoded from a mirrored map of ``width`` columns -> original frame and labels.
-
-    Args:
-        coords: (N, K, 2) (x, y) heatmap pixels. width: W of that heatmap.
-    Returns:
-        (N, K, 2) float32: x -> W-1-x, then ``out[:, k] = coords[:, permutation[k]]``.
-    """
-    c = np.asarray(coords, dtype=np.float32)
-    if c.ndim != 3 or c.shape[-1] != 2:
-        raise InputError(f"coords must have shape (N, K, 2), got {c.shape}")
-    perm = _check_permutation(permutation, c.shape[1])
-    out = c[:, perm, :].copy()
-    out[..., 0] = (width - 1) - out[..., 0]
-    return out
 
 
 def average_flip(heatmaps: np.ndarray, flipped_heatmaps: np.ndarray, permutation: np.ndarray,
@@ -298,7 +282,7 @@ def average_flip(heatmaps: np.ndarray, flipped_heatmaps: np.ndarray, permutation
 
     ``mode="coords"`` (what the paper does: "average these two predictions"; it found
     averaging the heatmaps no better): decode both, map the mirrored result back with
-    :func:`flip_coords`, average coordinates and scores. ``mode="heatmaps"``: average the
+    :func:`facelm.layouts.flip_landmarks`, average coordinates and scores. ``mode="heatmaps"``: average the
     heatmaps with the flipped-back mirror heatmaps, then decode once (int8/uint8 maps are
     dequantized for this).
 
@@ -315,8 +299,8 @@ def average_flip(heatmaps: np.ndarray, flipped_heatmaps: np.ndarray, permutation
         c0, s0 = decode(heatmaps, method, **params)
         c1, s1 = decode(flipped_heatmaps, method, **params)
         width = np.shape(heatmaps)[2 if layout == "nhwc" else 3]
-        perm = _check_permutation(permutation, c0.shape[1])
-        c1 = flip_coords(c1, perm, width)
+        perm = check_flip_permutation(permutation, c0.shape[1])
+        c1 = flip_landmarks(c1, width, perm)
         return (0.5 * (c0 + c1)).astype(np.float32), (0.5 * (s0 + s1[:, perm])).astype(np.float32)
     if mode == "heatmaps":
         a, b = np.asarray(heatmaps), np.asarray(flipped_heatmaps)
@@ -333,10 +317,3 @@ def average_flip(heatmaps: np.ndarray, flipped_heatmaps: np.ndarray, permutation
         avg = 0.5 * (a + flip_heatmaps(b, permutation, layout))
         return decode(avg, method, **rest)
     raise ConfigError(f"flip averaging mode must be 'coords' or 'heatmaps', got {mode!r}")
-
-
-def _check_permutation(permutation: np.ndarray, k: int) -> np.ndarray:
-    perm = np.asarray(permutation)
-    if perm.shape != (k,) or perm.dtype.kind not in "iu" or not np.array_equal(np.sort(perm), np.arange(k)):
-        raise InputError(f"permutation must be a permutation of range({k}), got shape {perm.shape}")
-    return perm.astype(np.int64)

@@ -1,9 +1,10 @@
 """Evaluation: predict landmarks (optionally with the flip test) and score NME / AUC@0.08 / FR.
 
 Predictions are decoded with :func:`facelm.postprocess.output_to_landmarks` (the flip test
-averages the coordinates of the image and of its mirror, mapped back, as the paper does) and
-mapped back to the original image with the
-inverse alignment, then scored with :mod:`facelm.metrics` against the original ground truth.
+averages the coordinates of the image and of its mirror, mapped back by
+:func:`facelm.layouts.flip_landmarks`, as the paper does; two forward passes per batch) and
+mapped back to the original image with :func:`facelm.postprocess.crop_to_image`, then scored
+with :mod:`facelm.metrics` against the original ground truth.
 """
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from facelm.alignment import invert_affine, transform_points
 from facelm.codec import DecodeConfig, stride_for
 from facelm.data.dataset import LandmarkDataset
+from facelm.layouts import flip_landmarks
 from facelm.metrics import nme, summarize
-from facelm.postprocess import output_to_landmarks
+from facelm.postprocess import crop_to_image, output_to_landmarks
 from facelm.runtime.manifest import ModelSpec, TensorSpec
 
 
@@ -30,33 +31,45 @@ def torch_model_spec(num_keypoints: int, input_size: int, heatmap_size: int) -> 
     return spec, TensorSpec("heatmaps", (1, int(num_keypoints), heatmap_size, heatmap_size), "NCHW", "float32")
 
 
+def _crop_points(model: nn.Module, images: torch.Tensor, num_keypoints: int, heatmap_size: int,
+                 decode: DecodeConfig) -> np.ndarray:
+    """One forward pass: (N, 3, S, S) inputs -> (N, K, 2) float64 (x, y) in input pixels."""
+    spec, out = torch_model_spec(num_keypoints, int(images.shape[-1]), heatmap_size)
+    return output_to_landmarks(model(images).float().cpu().numpy(), out, spec, decode).crop
+
+
 @torch.no_grad()
-def predict_input_points(model: nn.Module, images: torch.Tensor, permutation: np.ndarray, heatmap_size: int,
-                         flip: bool = False, decode: DecodeConfig = DecodeConfig()) -> np.ndarray:
-    """Landmarks in input-crop pixels, decoded by :func:`facelm.postprocess.output_to_landmarks`.
+def predict_pair(model: nn.Module, images: torch.Tensor, permutation: np.ndarray, heatmap_size: int,
+                 decode: DecodeConfig = DecodeConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks in input-crop pixels without and with the flip test, from two forward passes.
 
     Args:
         model: heatmap model in eval mode.
         images: (N, 3, S, S) normalised inputs on the model's device.
-        permutation: (K,) the layout's flip permutation (used when ``flip``).
+        permutation: (K,) the layout's flip permutation.
         heatmap_size: side of the model's square heatmaps, cells.
-        flip: the paper's flip test: average the coordinates predicted for the image and,
-            mirrored back (``x -> S - 1 - x`` and the permutation), for its mirror.
-        decode: how heatmaps become coordinates.
+        decode: how heatmaps become coordinates (:func:`facelm.postprocess.output_to_landmarks`).
     Returns:
-        (N, K, 2) float64 (x, y) in input pixels.
+        ``(plain, flip)``, each (N, K, 2) float64 (x, y) in input pixels: the image's own
+        prediction, and the paper's flip test (its average with the mirror image's prediction
+        mapped back by :func:`facelm.layouts.flip_landmarks`).
     """
-    size = int(images.shape[-1])
     perm = np.asarray(permutation)
-    spec, out = torch_model_spec(len(perm), size, heatmap_size)
-    pts = output_to_landmarks(model(images).float().cpu().numpy(), out, spec, decode).crop
+    plain = _crop_points(model, images, len(perm), heatmap_size, decode)
+    mirrored = _crop_points(model, torch.flip(images, dims=[3]), len(perm), heatmap_size, decode)
+    return plain, 0.5 * (plain + flip_landmarks(mirrored, int(images.shape[-1]), perm))
+
+
+@torch.no_grad()
+def predict_input_points(model: nn.Module, images: torch.Tensor, permutation: np.ndarray, heatmap_size: int,
+                         flip: bool = False, decode: DecodeConfig = DecodeConfig()) -> np.ndarray:
+    """Landmarks in input-crop pixels: (N, K, 2) float64, with the flip test when ``flip``.
+
+    One forward pass without ``flip``, two with it (see :func:`predict_pair` for the arguments).
+    """
     if flip:
-        mirrored = output_to_landmarks(model(torch.flip(images, dims=[3])).float().cpu().numpy(), out, spec,
-                                       decode).crop
-        mirrored = mirrored[:, perm, :]
-        mirrored[..., 0] = (size - 1) - mirrored[..., 0]
-        pts = 0.5 * (pts + mirrored)
-    return pts
+        return predict_pair(model, images, permutation, heatmap_size, decode)[1]
+    return _crop_points(model, images, len(permutation), heatmap_size, decode)
 
 
 @dataclass
@@ -84,11 +97,11 @@ def evaluate(model: nn.Module, dataset: LandmarkDataset, device: torch.device | 
     plain, flipped = [], []
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
         x = batch["image"].to(device, non_blocking=True)
-        inv = invert_affine(batch["transform"].numpy())
+        transforms = batch["transform"].numpy()
         gt, box = batch["gt"].numpy(), batch["bbox"].numpy()
-        for flip, out in ((False, plain), (True, flipped)):
-            pts = predict_input_points(model, x, perm, dataset.spec.heatmap_size, flip=flip, decode=decode)
-            out.append(nme(transform_points(pts, inv), gt, dataset.layout, box))
+        pair = predict_pair(model, x, perm, dataset.spec.heatmap_size, decode=decode)
+        for pts, out in zip(pair, (plain, flipped)):
+            out.append(nme(crop_to_image(pts, transforms), gt, dataset.layout, box))
     model.train(was_training)
     return EvalResult(np.concatenate(plain), np.concatenate(flipped))
 
@@ -103,8 +116,8 @@ def mean_shape_nme(train: LandmarkDataset, test: LandmarkDataset) -> np.ndarray:
     errs = []
     for i in range(len(test)):
         s = test.sample(i)
-        pred = transform_points(mean, invert_affine(s["transform"]))
-        errs.append(nme(pred[None], s["gt"][None], test.layout, s["bbox"][None])[0])
+        pred = crop_to_image(mean[None], s["transform"])
+        errs.append(nme(pred, s["gt"][None], test.layout, s["bbox"][None])[0])
     return np.asarray(errs)
 
 

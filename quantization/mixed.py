@@ -15,7 +15,9 @@ run out). Every step is recorded. A list of names keeps exactly those layers.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,7 +26,9 @@ from facelm.errors import ConfigError
 
 log = logging.getLogger("facelm.mixed")
 
-DEFAULT_DRIFT_TARGET = 0.0005
+#: mean drift vs the reference, fraction of the template inter-pupil distance
+#: (facelm.quantization.drift.drift_scale): 0.0005 face-box NME x 2.2 (see GateConfig)
+DEFAULT_DRIFT_TARGET = 0.0011
 DEFAULT_CANDIDATES = 8
 
 
@@ -106,12 +110,11 @@ def mixed_precision(fp32_model: bytes, calib_nhwc: np.ndarray, evals_nchw: np.nd
         raise ConfigError(f"keep_float must be 'auto' or a list of layer names, got {keep_float!r}")
     if keep_float == "auto" and not drift_target > 0:
         raise ConfigError(f"drift target must be > 0, got {drift_target}")
-    lay = contract.layout.name
     calibrated = qd.calibrate(fp32_model, calib_nhwc)
 
     def measure(kept: list[str]) -> tuple[bytes, MixedStep]:
         model = qd.quantize(calibrated, per_channel, keep_float=kept)
-        d = qd.mean_drift(ref_landmarks, qd.model_landmarks(model, evals_nchw, contract), lay)
+        d = qd.mean_drift(ref_landmarks, qd.model_landmarks(model, evals_nchw, contract), contract)
         log.info("  int8_mixed with %d float layer(s): drift %.4f%%, %d bytes", len(kept), 100 * d, len(model))
         return model, MixedStep(list(kept), d, len(model))
 
@@ -148,6 +151,50 @@ def mixed_precision(fp32_model: bytes, calib_nhwc: np.ndarray, evals_nchw: np.nd
             break
     return MixedResult(best_model, kept, best.drift, base.drift, base.bytes, drift_target,
                        best.drift <= drift_target, steps, cands, reference)
+
+
+#: what :func:`mixed_for_artifacts` measures drift against: the folder's fp32 TFLite
+ARTIFACT_REFERENCE = "fp32_tflite"
+
+
+def mixed_for_artifacts(folder: str | os.PathLike, keep_float: str | Sequence[str] = "auto",
+                        drift_target: float = DEFAULT_DRIFT_TARGET, per_channel: bool = True,
+                        calib: str | None = None, num_calib: int | None = None, num_eval: int | None = None,
+                        candidates: int = DEFAULT_CANDIDATES) -> MixedResult:
+    """``int8_mixed`` for an artifact folder (``facelm quant-debug --keep-float``): the folder's
+    fp32 ``.tflite``, the conversion's calibration/evaluation faces rebuilt from its manifest, drift
+    against the fp32 TFLite's own landmarks (:data:`ARTIFACT_REFERENCE`).
+
+    Example::
+
+        from facelm.quantization.mixed import mixed_for_artifacts
+        res = mixed_for_artifacts("artifacts", "auto", drift_target=0.0005)
+        res.kept, res.drift, res.reached      # res.model: the .tflite bytes
+
+    Args:
+        folder: a ``facelm convert`` output folder (``manifest.json`` with an fp32 TFLite artifact).
+        keep_float: ``"auto"``, layer names, or the ``--keep-float`` text (:func:`parse_keep_float`).
+        per_channel: quantize weights per channel (as the shipped int8 was: ``debug.per_channel_of``).
+        calib, num_calib, num_eval: override what the manifest records about the faces.
+    Raises:
+        ManifestError: no manifest, no fp32 artifact, or a hash mismatch.
+        DataRebuildError: the faces cannot be rebuilt.
+        ConfigError: a bad target or an unknown layer name.
+    """
+    from facelm.artifacts import FP32_REFERENCE
+    from facelm.quantization import debug as qd
+    from facelm.runtime.manifest import load_manifest
+
+    if isinstance(keep_float, str) and keep_float != "auto":
+        keep_float = parse_keep_float(keep_float)
+    if keep_float is None:
+        raise ConfigError("keep_float must be 'auto' or layer names, got nothing")
+    m = load_manifest(folder, verify=False)
+    data = qd.rebuild_data(Path(folder), m, calib, num_calib, num_eval)
+    fp32 = m.artifact_path(FP32_REFERENCE)
+    ref = qd.model_landmarks(fp32, data.evals, m.contract)
+    return mixed_precision(fp32.read_bytes(), data.calib, data.evals, ref, m.contract, keep_float, drift_target,
+                           per_channel, candidates, reference=ARTIFACT_REFERENCE)
 
 
 def render_search(rec: dict[str, Any]) -> list[str]:

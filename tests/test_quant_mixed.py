@@ -13,7 +13,7 @@ from facelm.cli import main  # noqa: E402
 
 def test_quant_debug_json_on_stdout(converted, capsys):
     rc, out = converted
-    assert rc in (0, 1)  # the fixture sets an impossible drift gate: 1 is expected
+    assert rc == 1  # the fixture sets an impossible drift gate (--int8-drift-max 1e-12): converted, gate failed
     capsys.readouterr()
     assert main(["quant-debug", str(out), "--format", "json", "--top-k", "2", "--no-chain"]) == 0
     rows = json.loads(capsys.readouterr().out)  # stdout is the JSON alone (logs on stderr)
@@ -57,3 +57,22 @@ def test_bad_inputs_are_one_line(converted, tmp_path, capsys):
     (bad / "manifest.json").write_text(json.dumps(m))
     assert main(["quant-debug", str(bad)]) == 2
     assert "has no int8 TFLite artifact" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_quant_debug_keep_float_writes_int8_mixed(converted, tmp_path, capsys):
+    """``--keep-float auto`` through the library flow (facelm.quant_debug): a target the all-int8
+    model already meets keeps nothing float, and the folder gets int8_mixed.tflite beside the report."""
+    from facelm.artifacts import artifact_kind
+    from facelm.runtime.tflite import load_interpreter
+
+    _, out = converted
+    qd = tmp_path / "qd"
+    assert main(["quant-debug", str(out), "--top-k", "0", "--no-chain", "--keep-float", "auto",
+                 "--drift-target", "1.0", "--out", str(qd)]) == 0
+    assert "int8_mixed.tflite" in capsys.readouterr().err
+    rows = json.loads((qd / "layers.json").read_text())
+    assert rows and all(r["drift_if_float"] is None for r in rows)  # --top-k 0: no layer ranked
+    report = (qd / "report.md").read_text()
+    assert "Selective quantization (int8_mixed)" in report and "kept float: nothing" in report
+    mixed = qd / artifact_kind("int8_mixed").file
+    assert len(load_interpreter(mixed).get_input_details()) == 1  # LiteRT loads it

@@ -162,3 +162,77 @@ def test_compose_order():
     b = np.array([[1.0, 0, 5], [0, 1.0, 0]])
     p = np.array([[1.0, 1.0]])
     np.testing.assert_allclose(transform_points(p, compose(a, b)), transform_points(transform_points(p, b), a))
+
+
+def test_perturb_five_points_moves_each_point_by_sigma_iod():
+    from facelm.data.augment import inter_pupil_distance, perturb_five_points
+
+    five = np.array([[80.0, 100.0], [120.0, 100.0], [100.0, 125.0], [85.0, 145.0], [115.0, 145.0]])
+    assert inter_pupil_distance(five) == pytest.approx(40.0)
+    rng = np.random.default_rng(0)
+    d = np.stack([perturb_five_points(five, 0.05, rng) - five for _ in range(4000)])  # (N, 5, 2)
+    # Independent per point and coordinate, N(0, (0.05 * 40 px)^2) = N(0, 2 px^2).
+    np.testing.assert_allclose(d.std(axis=0), 2.0, rtol=0.06)
+    np.testing.assert_allclose(d.mean(axis=0), 0.0, atol=0.15)
+    assert abs(np.corrcoef(d[:, 0, 0], d[:, 1, 0])[0, 1]) < 0.06  # the eyes move independently
+    # sigma 0: an unchanged copy and no draw from the generator.
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    same = perturb_five_points(five, 0.0, rng_a)
+    assert same is not five and np.array_equal(same, five)
+    assert rng_a.random() == rng_b.random()
+    with pytest.raises(ConfigError):
+        AugmentConfig(five_point_noise=-0.01)
+
+
+def _dot_dataset(tmp_path, cfg: AugmentConfig, seed: int = 4):
+    """A one-face LandmarkDataset on the dot scene, whose five points align it exactly to ``align``."""
+    import cv2
+
+    from facelm.alignment import reference_template
+    from facelm.data.dataset import LandmarkDataset, TargetSpec
+    from facelm.data.records import FaceRecord
+
+    image, pts, align = _scene(seed)
+    path = tmp_path / "dots.png"
+    cv2.imwrite(str(path), image[..., ::-1])
+    five = transform_points(reference_template(SIZE), invert_affine(align))
+    rec = FaceRecord(image=path, landmarks=pts, name="dots.png", five_points=five)
+    return LandmarkDataset([rec], JD106, TargetSpec(SIZE, SIZE // 4), cfg, seed=seed), pts, align
+
+
+def test_alignment_noise_moves_the_crop_and_the_ground_truth_follows_it(tmp_path):
+    """With five-point noise the crop moves off the clean alignment by about the noise, and the
+    training targets are exactly where the dots drawn at the ground truth land in the crop."""
+    from facelm.alignment import reference_template, warp_face
+    from facelm.data.records import read_image
+    from facelm.preprocess import denormalize
+
+    cfg = dataclasses.replace(AugmentConfig.off(), five_point_noise=0.05)
+    ds, pts, align = _dot_dataset(tmp_path, cfg)
+    iod_crop = float(np.linalg.norm(np.diff(reference_template(SIZE)[:2], axis=0)))
+    moves = []
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        s = ds.sample(0)
+        centre = transform_points(pts.mean(axis=0, keepdims=True), s["transform"])
+        moves.append(float(np.linalg.norm(centre - transform_points(pts.mean(axis=0, keepdims=True), align))))
+        np.testing.assert_allclose(s["points"], transform_points(pts, s["transform"]), atol=1e-9)
+        crop = denormalize(s["image"].transpose(1, 2, 0))
+        # The crop is the image warped by exactly the returned transform (so the targets, that
+        # transform applied to the ground truth, follow it to 1e-9 px) ...
+        warped = warp_face(read_image(ds.records[0].image), s["transform"], SIZE)
+        assert np.abs(crop.astype(int) - warped).max() <= 1
+        # ... and, measured on the pixels, the dots drawn at the ground truth are at the targets.
+        errs = [np.linalg.norm(_find(crop, p)[0] - p) for p in s["points"]]
+        assert max(errs) < 0.1, f"epoch {epoch}: ground truth {max(errs):.3f} px off the drawn dot"
+    # 5% IOD per coordinate on each point: the fitted crop moves by a pixel or more, epoch to epoch.
+    assert 0.005 * iod_crop < np.mean(moves) < 0.2 * iod_crop and len(set(np.round(moves, 6))) == 4
+    # Same (seed, epoch, index): the same draw.
+    ds.set_epoch(2)
+    np.testing.assert_array_equal(ds.sample(0)["transform"], ds.sample(0)["transform"])
+
+
+def test_no_alignment_noise_keeps_the_clean_alignment(tmp_path):
+    cfg = dataclasses.replace(AugmentConfig.off(), five_point_noise=0.0, pca_noise=0.05)
+    ds, pts, align = _dot_dataset(tmp_path, cfg)
+    np.testing.assert_allclose(ds.sample(0)["transform"], align, atol=1e-9)

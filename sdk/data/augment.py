@@ -1,7 +1,10 @@
 """The paper's training augmentations, each switchable (sections 3.3 and 5.1).
 
-Geometric augmentations (rotation, optional scale and shift) are composed into the
-alignment transform, so the face is warped once from the original image. The horizontal
+Alignment noise (:func:`perturb_five_points`) moves each of the five alignment points
+independently before the similarity is fitted, as a face detector's or a tracker's points
+would be off. Geometric augmentations (rotation, optional scale and shift) are then composed
+into the alignment transform, so the face is warped once from the original image and the
+ground truth follows the crop exactly. The horizontal
 flip mirrors the aligned crop and relabels the landmarks with the layout's permutation
 (:func:`facelm.layouts.flip_landmarks`). Photometric augmentations (colour jitter, PCA
 colour noise) and random erasing then act on the aligned uint8 crop. Landmarks are never
@@ -49,6 +52,9 @@ class AugmentConfig:
         scale: maximum relative scale change, uniform in ``[1 - scale, 1 + scale]`` (0 = off;
             the paper found it costs ~1 AUC point).
         shift: maximum shift in crop pixels per axis (0 = off; costs ~1 AUC point in the paper).
+        five_point_noise: sigma of Gaussian noise added to each coordinate of each of the five
+            alignment points before the similarity is fitted, as a fraction of the inter-pupil
+            distance of those points (0 = off; 0.03 = 3% IOD).
     """
 
     flip: float = 0.5
@@ -60,13 +66,14 @@ class AugmentConfig:
     rotation: float = 15.0
     scale: float = 0.0
     shift: float = 0.0
+    five_point_noise: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("flip", "erasing"):
             v = getattr(self, name)
             if not 0.0 <= float(v) <= 1.0:
                 raise ConfigError(f"augment.{name} is a probability in [0, 1], got {v}")
-        for name in ("pca_noise", "color_jitter", "rotation", "scale", "shift"):
+        for name in ("pca_noise", "color_jitter", "rotation", "scale", "shift", "five_point_noise"):
             if float(getattr(self, name)) < 0:
                 raise ConfigError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
         if self.color_jitter >= 1.0 or self.scale >= 1.0:
@@ -81,7 +88,8 @@ class AugmentConfig:
     @classmethod
     def off(cls) -> "AugmentConfig":
         """No augmentation at all (evaluation)."""
-        return cls(flip=0.0, pca_noise=0.0, color_jitter=0.0, erasing=0.0, rotation=0.0, scale=0.0, shift=0.0)
+        return cls(flip=0.0, pca_noise=0.0, color_jitter=0.0, erasing=0.0, rotation=0.0, scale=0.0, shift=0.0,
+                   five_point_noise=0.0)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "AugmentConfig":
@@ -96,6 +104,27 @@ class AugmentConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def inter_pupil_distance(five: np.ndarray) -> float:
+    """Distance between the two eye points (rows 0 and 1) of (5, 2) five points, in their pixels."""
+    five = np.asarray(five, dtype=np.float64)
+    return float(np.hypot(*(five[1] - five[0])))
+
+
+def perturb_five_points(five: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Alignment noise: each coordinate of each point moved by ``N(0, (sigma * IOD)^2)``.
+
+    Args:
+        five: (5, 2) five points in image pixels (ArcFace order: eyes, nose tip, mouth corners).
+        sigma: noise as a fraction of the inter-pupil distance (:func:`inter_pupil_distance`).
+    Returns:
+        (5, 2) float64 perturbed copy (an unchanged copy when ``sigma`` is 0; no draw is made then).
+    """
+    five = np.array(five, dtype=np.float64)
+    if sigma <= 0:
+        return five
+    return five + rng.normal(0.0, float(sigma) * inter_pupil_distance(five), five.shape)
 
 
 def geometric_transform(rng: np.random.Generator, cfg: AugmentConfig, size: int) -> np.ndarray:

@@ -6,7 +6,9 @@ number of DataLoader workers or processes, and a resumed run sees the same data 
 uninterrupted one. Call :meth:`LandmarkDataset.set_epoch` before iterating an epoch.
 
 Alignment uses the record's five points (detector points when given, else derived from the
-ground truth). Without augmentation the crop comes from :func:`facelm.preprocess.preprocess_face`,
+ground truth); when augmenting with ``five_point_noise`` each of those points is first moved
+at random (:func:`facelm.data.augment.perturb_five_points`), so the model learns to place
+landmarks from the face, not from where the alignment put it. Without augmentation the crop comes from :func:`facelm.preprocess.preprocess_face`,
 the function the runtime uses; with augmentation the same alignment is composed with the
 random geometric transform and the same normalisation (:func:`facelm.preprocess.normalize`) is
 applied.
@@ -21,7 +23,7 @@ from torch.utils.data import Dataset
 
 from facelm.alignment import estimate_alignment, transform_points
 from facelm.codec import encode, input_to_heatmap, stride_for
-from facelm.data.augment import AugmentConfig, augment_face
+from facelm.data.augment import AugmentConfig, augment_face, perturb_five_points
 from facelm.data.records import FaceRecord, read_image
 from facelm.errors import InputError
 from facelm.layouts import Layout
@@ -99,6 +101,7 @@ class LandmarkDataset(Dataset):
         five = r.alignment_points(self.layout)
         if self._augmenting:
             rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+            five = perturb_five_points(five, self.augment.five_point_noise, rng)
             crop, pts, m, flipped = augment_face(image, r.landmarks, estimate_alignment(five, size), size,
                                                  self.layout, self.augment, rng)
             x = np.ascontiguousarray(normalize(crop, self.norm).transpose(2, 0, 1))

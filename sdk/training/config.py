@@ -51,6 +51,8 @@ class TrainConfig:
             as ``{method: dark, blur_kernel: 11}``; the older ``decode_method: NAME`` is read as
             ``DecodeConfig(method=NAME)``).
         threads: torch CPU threads per process (0 = torch's default).
+        init_checkpoint: weights to start from (fine-tuning: a checkpoint of the same model), or
+            None (random initialisation). The optimiser and the schedule start afresh.
     """
 
     model: str = "mnv2_1.0_sdd128"
@@ -73,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     threads: int = 0
+    init_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         if int(self.epochs) < 1:

@@ -262,13 +262,28 @@ def _restore(run: _Run, resume: bool) -> None:
         raise ConfigError(f"{run.out} already holds a run (last.pt); pass --resume to continue it or choose a new --out")
 
 
+def _load_init_weights(model: nn.Module, mcfg: ModelConfig, path: str | os.PathLike) -> None:
+    """Fine-tuning: copy the weights of checkpoint ``path`` into ``model``.
+
+    Raises:
+        ConfigError: the checkpoint is of another model configuration.
+    """
+    init_model, init_cfg, _ = load_checkpoint(path, map_location="cpu")
+    if init_cfg != mcfg:
+        raise ConfigError(f"init_checkpoint {path} holds model {init_cfg.name}, not the configured {mcfg.name}")
+    model.load_state_dict(init_model.state_dict())
+
+
 def _setup(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, resume: bool) -> _Run:
     """Device, data, model, optimiser and (when resuming) their saved state; writes the config."""
     info, device = _setup_device(cfg)
     mcfg = _model_config(cfg.model)
     train_set, val_set = _setup_data(cfg, data, mcfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(mcfg).to(device)
+    model = build_model(mcfg)
+    if cfg.init_checkpoint and not resume:
+        _load_init_weights(model, mcfg, cfg.init_checkpoint)
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     run = _Run(cfg, Path(out), info, device, mcfg, train_set, val_set, model, model, opt)
     _restore(run, resume)

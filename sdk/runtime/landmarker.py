@@ -86,6 +86,7 @@ class LandmarkerResult:
         scores: (K,) float32 heatmap peak values.
         landmarks_crop: (K, 2) float64 in the aligned crop's pixels.
         transform: (2, 3) image -> crop similarity used.
+        layout: the model's landmark layout name (``jd106``...).
         timings: stage -> milliseconds (``detector`` or ``tracking``, ``warp``, ``model``,
             ``decode``, ``smoothing``, and their sum ``total``).
         source: ``five_points`` (given by the caller), ``detector`` or ``tracking``.
@@ -98,7 +99,6 @@ class LandmarkerResult:
     landmarks_crop: np.ndarray
     transform: np.ndarray
     layout: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     source: str = "five_points"
     detection: Any = None

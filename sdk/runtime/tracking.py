@@ -2,21 +2,25 @@
 
 The logic here is independent of how landmarks are computed: it drives a :class:`CropModel`,
 any callable that returns landmarks for an image and an image -> crop similarity (the
-:class:`~facelm.runtime.Landmarker` is one; :func:`landmarker_crop_model` adapts it).
+:class:`~facelm.runtime.Landmarker` is one).
 
 IMAGE mode (:func:`detect_image`), for every image:
     detector -> crop from the detection's alignment points -> landmarks (pass 1) -> crop from
     pass 1's own five points -> landmarks (pass 2, the result).
 
 VIDEO mode (:class:`VideoTracker`), frames with increasing timestamps:
-    the previous frame's K landmarks give the next crop: a least-squares similarity from them to
-    a crop-space template of the same K points (the face's own pass-2 landmarks from the frame it
-    was detected on), so all K points, not five, decide the crop. The crop's five equivalent points
-    go through a One Euro filter (:data:`TrackingConfig.crop_filter`), because the model is
-    sensitive to its own crop (docs/video.md). The detector runs again only when the mean
-    landmark score falls below ``min_score`` or too few landmarks lie inside the frame.
+    a detection gives the anchor crop (IMAGE mode's pass-2 crop). On each later frame the crop
+    moves with the image: a similarity fitted (RANSAC) to pyramidal Lucas-Kanade flow of corners
+    inside the face region (:func:`estimate_motion`), clamped per frame. One model pass in that
+    crop gives the landmarks. The model's landmarks never move the crop: the demo model moves
+    them 1.19x as far as its crop moves, so a crop fitted to them diverges (docs/video.md).
+    Health checks, none of which trusts the model's score alone: the image motion's scale and
+    rotation step, the crop's speed, the landmarks' shape against the face's anchor-time shape
+    (similarity-fit residual and scale), the mean score, the share of landmarks inside the frame,
+    and every ``check_every`` frames (or on large motion) the detector itself; a failed check
+    re-detects, a detector that disagrees with the track re-anchors it.
 
-Every result carries per-stage timings in milliseconds: ``detector`` or ``tracking``, and the
+Every result carries per-stage timings in milliseconds: ``detector`` and/or ``tracking``, and the
 crop model's own stages (``warp``, ``model``, ``decode`` where it reports them), ``smoothing``.
 """
 from __future__ import annotations
@@ -24,14 +28,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
+import cv2
 import numpy as np
 
 from facelm.alignment import estimate_alignment, invert_affine, transform_points, umeyama
 from facelm.detect.base import Detection, FaceDetector, five_points_for_transform
 from facelm.errors import InputError
 from facelm.layouts import Layout
+from facelm.postprocess import crop_to_image
 from facelm.smoothing import OneEuroConfig, OneEuroFilter
 
 
@@ -69,9 +75,11 @@ class FrameResult:
         scores: (K,) heatmap peak values.
         transform: (2, 3) image -> crop similarity of the final pass.
         detection: the detector's output when the detector ran on this frame.
-        source: ``detector`` (detected on this frame) or ``tracking``.
+        source: ``detector`` (detected, or re-anchored on a detection, on this frame) or ``tracking``.
         timings: stage -> milliseconds; ``total`` is their sum.
         timestamp_ms: the frame's timestamp (VIDEO mode).
+        health: VIDEO mode's measured checks (e.g. ``scale_step``, ``speed``, ``shape_residual``,
+            ``fit_scale``, ``disagreement``) and ``redetect``, the first check that failed.
     """
 
     landmarks: np.ndarray | None
@@ -82,6 +90,7 @@ class FrameResult:
     source: str = "detector"
     timings: dict[str, float] = field(default_factory=dict)
     timestamp_ms: float | None = None
+    health: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready record (``"face": null`` when no face)."""
@@ -115,6 +124,18 @@ def _finish(timings: dict[str, float]) -> dict[str, float]:
     return timings
 
 
+def to_image(crop: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """(K, 2) crop pixels -> image pixels through the inverse of the image -> crop ``transform``
+    (:func:`facelm.postprocess.crop_to_image` for one face)."""
+    return crop_to_image(np.asarray(crop, np.float64)[None], transform)[0]
+
+
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(2, 3) affine ``a after b``: ``x -> a(b(x))``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.concatenate([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2] + a[:, 2])[:, None]], axis=1)
+
+
 def refine(image: np.ndarray, model: CropModel, transform: np.ndarray, passes: int,
            timings: dict[str, float]) -> tuple[CropLandmarks, np.ndarray]:
     """Run the model in ``transform``'s crop, then ``passes`` more times, each in the crop of the
@@ -122,11 +143,18 @@ def refine(image: np.ndarray, model: CropModel, transform: np.ndarray, passes: i
     out = model(image, transform)
     _add(timings, out.timings)
     for _ in range(passes):
-        five = model.layout.five_points(transform_points(out.crop, invert_affine(transform)))
-        transform = estimate_alignment(five, model.input_size)
+        transform = estimate_alignment(model.layout.five_points(to_image(out.crop, transform)), model.input_size)
         out = model(image, transform)
         _add(timings, out.timings)
     return out, transform
+
+
+def _image_result(image: np.ndarray, model: CropModel, det: Detection | None, m: np.ndarray, passes: int,
+                  timings: dict[str, float]) -> FrameResult:
+    out, m = refine(image, model, m, passes, timings)
+    lm = to_image(out.crop, m)
+    return FrameResult(landmarks=lm, raw_landmarks=lm, scores=out.scores, transform=m, detection=det,
+                       source="detector", timings=_finish(timings))
 
 
 def detect_image(image: np.ndarray, model: CropModel, detector: FaceDetector | None = None,
@@ -141,50 +169,75 @@ def detect_image(image: np.ndarray, model: CropModel, detector: FaceDetector | N
         refine_passes: extra passes re-aligned from the previous pass's own five points.
     """
     timings: dict[str, float] = {}
-    det = None
     if five_points is not None:
         m = estimate_alignment(np.asarray(five_points, np.float64), model.input_size)
-        refine_passes = 0
-    else:
-        if detector is None:
-            raise InputError("IMAGE mode needs a detector or five points")
-        t0 = time.perf_counter()
-        faces = detector.detect(image)
-        timings["detector"] = _ms(t0)
-        if not faces:
-            return FrameResult(landmarks=None, timings=_finish(timings))
-        det = faces[0]
-        m = det.alignment(model.input_size)
-    out, m = refine(image, model, m, refine_passes, timings)
-    lm = transform_points(out.crop, invert_affine(m))
-    return FrameResult(landmarks=lm, raw_landmarks=lm, scores=out.scores, transform=m, detection=det,
-                       source="detector", timings=_finish(timings))
+        return _image_result(image, model, None, m, 0, timings)
+    if detector is None:
+        raise InputError("IMAGE mode needs a detector or five points")
+    t0 = time.perf_counter()
+    faces = detector.detect(image)
+    timings["detector"] = _ms(t0)
+    if not faces:
+        return FrameResult(landmarks=None, timings=_finish(timings))
+    return _image_result(image, model, faces[0], faces[0].alignment(model.input_size), refine_passes, timings)
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """VIDEO-mode settings.
+    """VIDEO-mode settings. Every threshold below is documented with the measurement it came
+    from in docs/video.md ("VIDEO mode health checks"); IOD = inter-ocular distance of the crop's
+    template (the five points' eye distance), so the numbers mean the same for any face size.
+
+    The crop moves with the *image* (a similarity fitted to optical flow of the face region,
+    :func:`estimate_motion`), never with the model's own landmarks: the demo model moves its
+    landmarks 1.19x as far as its crop (FACTS.md), so a crop fitted to them diverges.
 
     Attributes:
-        min_score: the detector runs again when the mean landmark score falls below this.
+        min_score: re-detect when the mean landmark score falls below this.
         min_inside: ... or when fewer than this fraction of landmarks lie inside the frame.
         refine_passes: passes after a detection (see :func:`detect_image`).
-        crop_filter: One Euro on the crop's five equivalent points (None: raw 106-point fit).
-        predict: extrapolate the crop to the new frame's timestamp with the crop's velocity
-            (the previous frame's landmarks are one frame old; without this the crop trails a moving
-            face and the model, sensitive to its crop, trails with it).
-        velocity_cutoff: low-pass cutoff (Hz) of that velocity (its noise would otherwise be
-            amplified into the crop); 0 = unfiltered.
+        max_scale_step: the crop's scale may change by at most this factor per frame (|log| of it).
+            A larger image motion is implausible: the detector runs and, if it sees the face,
+            re-anchors; if not, the crop moves by the clamped motion and the shape checks decide.
+        max_rotation_step_deg: the same for rotation, degrees per frame.
+        max_speed: a crop whose five points move more than this (IOD per frame, mean) is plausible
+            but large motion: the detector cross-checks the frame.
+        max_shape_residual: re-detect when the landmarks, fitted by a similarity to the face's
+            anchor-time landmarks, leave an RMS residual above this (fraction of IOD): the crop no
+            longer holds that face's shape.
+        max_fit_scale: ... or when that fit's scale leaves [1/x, x] (the landmarks say the face
+            fills the crop differently from the anchor frame).
+        check_every: the detector cross-checks the track every this many frames (0: never).
+        max_disagreement: re-anchor on the detector when its crop (corrected by the anchor frame's
+            detector-vs-refined offset) and the tracked crop differ by more than this (five points,
+            mean distance, fraction of IOD) or by a scale ratio beyond ``1 + max_disagreement``.
+        refresh_residual: when the detector ran on a tracked frame (a cross-check) and the shape
+            residual exceeds this (fraction of IOD), the anchor is stale (made on a face cut by the
+            border, or before an expression change): re-anchor on that detection.
+        min_flow_points: fewest inlier flow points that make a motion estimate; fewer: re-detect.
         smoothing: One Euro on the output landmarks (None: off).
     """
 
     min_score: float = 0.25
     min_inside: float = 0.7
     refine_passes: int = 1
-    crop_filter: OneEuroConfig | None = None
-    predict: bool = True
-    velocity_cutoff: float = 10.0
+    max_scale_step: float = 0.10
+    max_rotation_step_deg: float = 10.0
+    max_speed: float = 0.25
+    max_shape_residual: float = 0.12
+    max_fit_scale: float = 1.25
+    check_every: int = 10
+    max_disagreement: float = 0.15
+    refresh_residual: float = 0.03
+    min_flow_points: int = 8
     smoothing: OneEuroConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.max_scale_step > 0 and self.max_rotation_step_deg > 0 and self.max_speed > 0
+                and self.max_shape_residual > 0 and self.max_fit_scale > 1 and self.max_disagreement > 0):
+            raise InputError(f"tracking thresholds must be positive (max_fit_scale > 1), got {self}")
+        if self.check_every < 0 or self.min_flow_points < 3 or self.refine_passes < 0:
+            raise InputError(f"need check_every >= 0, min_flow_points >= 3, refine_passes >= 0, got {self}")
 
 
 def crop_scale(transform: np.ndarray) -> float:
@@ -193,65 +246,240 @@ def crop_scale(transform: np.ndarray) -> float:
     return float(math.sqrt(abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])))
 
 
+def _grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+
+
+def face_roi(shape: tuple[int, ...], transform: np.ndarray, size: int, grow: float = 0.25) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` image pixels: the bounding box of the crop's square, grown by ``grow`` of
+    its side on each edge (room for the face's motion to the next frame), clipped to the image."""
+    quad = to_image(np.array([[0.0, 0.0], [size, 0.0], [size, size], [0.0, size]]), transform)
+    lo, hi = quad.min(0), quad.max(0)
+    pad = grow * (hi - lo)
+    h, w = shape[:2]
+    x0, y0 = (int(max(0, math.floor(v))) for v in lo - pad)
+    x1, y1 = int(min(w, math.ceil(hi[0] + pad[0]))), int(min(h, math.ceil(hi[1] + pad[1])))
+    return x0, y0, max(x0, x1), max(y0, y1)
+
+
+def face_mask(shape: tuple[int, ...], transform: np.ndarray, size: int, margin: float = 0.15,
+              origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """(H, W) uint8 mask (255 inside) of the crop's square, shrunk by ``margin`` of its side on
+    each edge, in the pixels of an image whose top-left is the full image's ``origin``: where
+    :func:`estimate_motion` looks for corners."""
+    lo, hi = margin * size, (1.0 - margin) * size
+    quad = to_image(np.array([[lo, lo], [hi, lo], [hi, hi], [lo, hi]]), transform) - np.asarray(origin, np.float64)
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, np.round(quad).astype(np.int32), 255)
+    return mask
+
+
+_LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+
+def estimate_motion(prev_grey: np.ndarray, grey: np.ndarray, transform: np.ndarray, size: int,
+                    max_corners: int = 50) -> tuple[np.ndarray | None, int]:
+    """Similarity of the face region from one frame to the next.
+
+    Shi-Tomasi corners of ``prev_grey`` inside the crop of ``transform`` (:func:`face_mask`),
+    pyramidal Lucas-Kanade flow to ``grey`` (15 px window, 4 levels), then a RANSAC similarity
+    (1 px reprojection threshold). Only the region around the face (:func:`face_roi`) is read.
+
+    Args:
+        prev_grey, grey: (H, W) uint8 frames.
+        transform: (2, 3) image -> crop similarity of the face in ``prev_grey``.
+        size: crop side.
+    Returns:
+        ``(A, inliers)``: A (2, 3) previous-frame pixels -> this frame's pixels, or None when
+        fewer than 3 points survive; the number of RANSAC inliers.
+    """
+    x0, y0, x1, y1 = face_roi(prev_grey.shape, transform, size)
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return None, 0
+    a, b = prev_grey[y0:y1, x0:x1], grey[y0:y1, x0:x1]
+    mask = face_mask(a.shape, transform, size, origin=(x0, y0))
+    p0 = cv2.goodFeaturesToTrack(a, maxCorners=max_corners, qualityLevel=0.01, minDistance=4, mask=mask, blockSize=5)
+    if p0 is None or len(p0) < 3:
+        return None, 0
+    p1, st, _ = cv2.calcOpticalFlowPyrLK(a, b, p0, None, **_LK)
+    ok = st[:, 0] == 1
+    if ok.sum() < 3:
+        return None, int(ok.sum())
+    m, inl = cv2.estimateAffinePartial2D(p0[ok], p1[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0,
+                                         maxIters=500, confidence=0.995)
+    if m is None:
+        return None, 0
+    m = m.astype(np.float64)
+    o = np.array([x0, y0], np.float64)
+    m[:, 2] += o - m[:, :2] @ o  # ROI pixels -> image pixels
+    return m, int(inl.sum())
+
+
+def clamp_motion(a: np.ndarray, centre: np.ndarray, max_scale_step: float, max_rotation_deg: float
+                 ) -> tuple[np.ndarray, float, float]:
+    """``(A', scale_step, rotation_deg)``: the similarity ``a`` with its scale change and rotation
+    clamped to ``exp(+-max_scale_step)`` and ``+-max_rotation_deg`` about ``centre`` (which still
+    moves to ``a(centre)``); and the measured |log scale| and |rotation| in degrees."""
+    s = crop_scale(a)
+    rot = math.atan2(a[1, 0], a[0, 0])
+    step, deg = abs(math.log(s)), abs(math.degrees(rot))
+    if step <= max_scale_step and deg <= max_rotation_deg:
+        return a, step, deg
+    s2 = math.exp(float(np.clip(math.log(s), -max_scale_step, max_scale_step)))
+    r2 = math.radians(float(np.clip(math.degrees(rot), -max_rotation_deg, max_rotation_deg)))
+    out = np.empty((2, 3))
+    out[:, :2] = s2 * np.array([[math.cos(r2), -math.sin(r2)], [math.sin(r2), math.cos(r2)]])
+    c = np.asarray(centre, np.float64)
+    out[:, 2] = a[:, :2] @ c + a[:, 2] - out[:, :2] @ c
+    return out, step, deg
+
+
 class VideoTracker:
-    """VIDEO mode: detect once, then track with the previous frame's landmarks.
+    """VIDEO mode: detect, then move the crop with the image and check the track every frame.
 
     Args:
         model: the crop model.
-        detector: runs on the first frame and whenever tracking is lost.
+        detector: runs on the first frame, when a check fails, every ``check_every`` frames and on
+            large motion.
         config: tracking and smoothing settings.
+
+    Attributes:
+        detector_runs: how many times the detector ran.
+        reanchors: how many times a disagreeing detector re-anchored a live track.
     """
 
     def __init__(self, model: CropModel, detector: FaceDetector, config: TrackingConfig | None = None) -> None:
         self.model, self.detector = model, detector
         self.config = config or TrackingConfig()
         self._last_ts: float | None = None
-        self._prev: np.ndarray | None = None  # (K, 2) image landmarks of the last frame (raw)
-        self._template: np.ndarray | None = None  # (K, 2) crop-space template of this face
-        self._crop_filter = OneEuroFilter(self.config.crop_filter) if self.config.crop_filter else None
-        self._fit: tuple[float, np.ndarray] | None = None  # (timestamp, five points) of the last crop fit
-        self._velocity: np.ndarray | None = None  # (5, 2) image px per ms
         self._smoother = OneEuroFilter(self.config.smoothing) if self.config.smoothing else None
         self.detector_runs = 0
+        self.reanchors = 0
+        self.reset()
 
     def reset(self) -> None:
         """Forget the face (the next frame runs the detector); timestamps still must increase."""
-        self._prev = self._template = None
-        self._fit = self._velocity = None
-        for f in (self._crop_filter, self._smoother):
-            if f is not None:
-                f.reset()
+        self._m: np.ndarray | None = None  # (2, 3) image -> crop of the last frame
+        self._grey: np.ndarray | None = None  # last frame, grey
+        self._template: np.ndarray | None = None  # (K, 2) crop-space landmarks at the anchor
+        self._offset: np.ndarray | None = None  # (2, 3) detector crop -> refined crop at the anchor
+        self._since_check = 0
+        if self._smoother is not None:
+            self._smoother.reset()
 
-    def _lost(self, lm: np.ndarray, scores: np.ndarray, shape: tuple[int, ...]) -> bool:
+    # -- checks -------------------------------------------------------------------------------
+    def _iod(self) -> float:
+        """Inter-ocular distance of the reference template, crop pixels."""
+        five = five_points_for_transform(np.array([[1.0, 0, 0], [0, 1.0, 0]]), self.model.input_size)
+        return float(np.linalg.norm(five[1] - five[0]))
+
+    def _shape(self, crop: np.ndarray) -> tuple[float, float]:
+        """(RMS residual / IOD, scale) of the similarity fit from ``crop`` landmarks to the template."""
+        f = umeyama(crop, self._template)
+        r = transform_points(crop, f) - self._template
+        return float(np.sqrt((r ** 2).sum(1).mean())) / self._iod(), crop_scale(f)
+
+    def _inside(self, lm: np.ndarray, shape: tuple[int, ...]) -> float:
         h, w = shape[:2]
-        inside = (lm[:, 0] >= -0.5) & (lm[:, 0] <= w - 0.5) & (lm[:, 1] >= -0.5) & (lm[:, 1] <= h - 0.5)
-        return float(np.mean(scores)) < self.config.min_score or float(inside.mean()) < self.config.min_inside
+        return float(((lm[:, 0] >= -0.5) & (lm[:, 0] <= w - 0.5) & (lm[:, 1] >= -0.5) & (lm[:, 1] <= h - 0.5)).mean())
 
-    def _observe(self, five: np.ndarray, ts: float) -> None:
-        """Record the crop that fits the landmarks of the frame at ``ts`` and update its velocity."""
-        if self._fit is not None and self.config.predict:
-            t0, p0 = self._fit
-            v = (five - p0) / (ts - t0)
-            if self._velocity is None or self.config.velocity_cutoff <= 0:
-                self._velocity = v
-            else:
-                from facelm.smoothing import smoothing_factor
-
-                a = smoothing_factor(self.config.velocity_cutoff, (ts - t0) / 1000.0)
-                self._velocity = self._velocity + a * (v - self._velocity)
-        self._fit = (ts, five)
-
-    def _track_transform(self, ts: float) -> np.ndarray:
-        """The crop for the frame at ``ts`` from the previous frame's landmarks."""
+    def _disagreement(self, det: Detection, m: np.ndarray) -> tuple[float, float]:
+        """(five-point distance / IOD, |log scale ratio|) between the tracked crop ``m`` and the
+        detection's crop corrected by the anchor's detector -> refined offset."""
         size = self.model.input_size
-        five = five_points_for_transform(umeyama(self._prev, self._template), size)
-        self._observe(five, self._last_fit_ts)
-        if self._velocity is not None:
-            five = five + self._velocity * (ts - self._last_fit_ts)
-        if self._crop_filter is not None:
-            m = estimate_alignment(five, size)
-            five = self._crop_filter(five, ts, value_scale=1.0 / crop_scale(m))
-        return estimate_alignment(five, size)
+        expect = compose(self._offset, det.alignment(size))
+        a, b = five_points_for_transform(m, size), five_points_for_transform(expect, size)
+        iod = float(np.linalg.norm(a[1] - a[0]))
+        return float(np.linalg.norm(a - b, axis=1).mean()) / iod, abs(math.log(crop_scale(m) / crop_scale(expect)))
+
+    def _nearest(self, faces: list[Detection], m: np.ndarray) -> Detection | None:
+        """The detection whose crop centre is nearest the tracked crop's (within one IOD)."""
+        size = self.model.input_size
+        c = five_points_for_transform(m, size)
+        best, best_d = None, float(np.linalg.norm(c[1] - c[0]))
+        for f in faces:
+            d = float(np.linalg.norm(five_points_for_transform(f.alignment(size), size).mean(0) - c.mean(0)))
+            if d < best_d:
+                best, best_d = f, d
+        return best
+
+    # -- frames -------------------------------------------------------------------------------
+    def _anchor(self, image: np.ndarray, det: Detection, timings: dict[str, float]) -> FrameResult:
+        """IMAGE mode's two passes from ``det``; the result becomes the new anchor."""
+        size = self.model.input_size
+        d = det.alignment(size)
+        result = _image_result(image, self.model, det, d, self.config.refine_passes, timings)
+        self._template = np.asarray(transform_points(result.raw_landmarks, result.transform))
+        self._offset = compose(result.transform, invert_affine(d))
+        self._m = result.transform
+        self._since_check = 0
+        return result
+
+    def _detect(self, image: np.ndarray, timings: dict[str, float]) -> list[Detection]:
+        t0 = time.perf_counter()
+        faces = self.detector.detect(image)
+        timings["detector"] = timings.get("detector", 0.0) + _ms(t0)
+        self.detector_runs += 1
+        return faces
+
+    def _track(self, image: np.ndarray, grey: np.ndarray, timings: dict[str, float]
+               ) -> tuple[FrameResult, list[Detection] | None]:
+        """One tracked frame (``landmarks`` None when a check failed: the caller re-detects), and
+        the detector's faces when it ran on this frame (so a re-detection does not run it twice)."""
+        cfg, size = self.config, self.model.input_size
+        health: dict = {}
+        t0 = time.perf_counter()
+        a, inliers = estimate_motion(self._grey, grey, self._m, size)
+        health["flow_inliers"] = inliers
+        if a is None or inliers < cfg.min_flow_points:
+            timings["tracking"] = _ms(t0)
+            return FrameResult(None, health={**health, "redetect": "flow"}), None
+        centre = to_image(np.full((1, 2), size / 2.0), self._m)[0]
+        a, health["scale_step"], health["rotation_deg"] = clamp_motion(a, centre, cfg.max_scale_step,
+                                                                       cfg.max_rotation_step_deg)
+        clamped = health["scale_step"] > cfg.max_scale_step or health["rotation_deg"] > cfg.max_rotation_step_deg
+        m = compose(self._m, invert_affine(a))
+        old, new = five_points_for_transform(self._m, size), five_points_for_transform(m, size)
+        health["speed"] = float(np.linalg.norm(new - old, axis=1).mean() / np.linalg.norm(old[1] - old[0]))
+        self._since_check += 1
+        check = clamped or health["speed"] > cfg.max_speed or (cfg.check_every and self._since_check >= cfg.check_every)
+        timings["tracking"] = _ms(t0)
+        det, faces = None, None
+        if check:
+            faces = self._detect(image, timings)
+            det = self._nearest(faces, m)
+            if det is not None:
+                self._since_check = 0
+                health["disagreement"], health["det_scale"] = self._disagreement(det, m)
+                far = health["disagreement"] > cfg.max_disagreement or health["det_scale"] > math.log1p(cfg.max_disagreement)
+                if clamped or far:
+                    self.reanchors += 1
+                    result = self._anchor(image, det, timings)
+                    result.health = {**health, "redetect": "clamped" if clamped else "disagreement"}
+                    return result, faces
+        out = self.model(image, m)
+        _add(timings, out.timings)
+        t0 = time.perf_counter()
+        lm = to_image(out.crop, m)
+        health["shape_residual"], health["fit_scale"] = self._shape(out.crop)
+        health["score"], health["inside"] = float(np.mean(out.scores)), self._inside(lm, image.shape)
+        timings["tracking"] += _ms(t0)
+        failed = next((name for name, bad in (
+            ("score", health["score"] < cfg.min_score),
+            ("inside", health["inside"] < cfg.min_inside),
+            ("shape_residual", health["shape_residual"] > cfg.max_shape_residual),
+            ("fit_scale", abs(math.log(health["fit_scale"])) > math.log(cfg.max_fit_scale)),
+        ) if bad), None)
+        if failed:
+            return FrameResult(None, health={**health, "redetect": failed}), faces
+        if det is not None and health["shape_residual"] > cfg.refresh_residual:
+            self.reanchors += 1
+            result = self._anchor(image, det, timings)
+            result.health = {**health, "redetect": "refresh"}
+            return result, faces
+        self._m = m
+        return FrameResult(landmarks=lm, raw_landmarks=lm, scores=out.scores, transform=m, source="tracking",
+                           health=health), faces
 
     def process(self, image: np.ndarray, timestamp_ms: float) -> FrameResult:
         """Landmarks of one frame.
@@ -267,40 +495,27 @@ class VideoTracker:
             raise InputError(f"timestamp must be finite, got {timestamp_ms}")
         if self._last_ts is not None and ts <= self._last_ts:
             raise InputError(f"video timestamps must increase: got {ts:g} ms after {self._last_ts:g} ms")
+        from facelm.detect.base import check_rgb
+
+        image = check_rgb(image)
         self._last_ts = ts
         timings: dict[str, float] = {}
-        result = None
-        if self._prev is not None:
-            t0 = time.perf_counter()
-            m = self._track_transform(ts)
-            timings["tracking"] = _ms(t0)
-            out = self.model(image, m)
-            _add(timings, out.timings)
-            lm = transform_points(out.crop, invert_affine(m))
-            if not self._lost(lm, out.scores, image.shape):
-                result = FrameResult(landmarks=lm, raw_landmarks=lm, scores=out.scores, transform=m,
-                                     source="tracking")
-        if result is None:
-            self._prev = self._template = None
-            self._fit = self._velocity = None
-            if self._crop_filter is not None:
-                self._crop_filter.reset()
-            self.detector_runs += 1
-            result = detect_image(image, self.model, self.detector, refine_passes=self.config.refine_passes)
-            _add(timings, result.timings)
-            timings.pop("total", None)
+        grey = _grey(image)
+        result, health, faces = None, {}, None
+        if self._m is not None:
+            result, faces = self._track(image, grey, timings)
             if result.landmarks is None:
-                if self._smoother is not None:
-                    self._smoother.reset()
-                result.timestamp_ms, result.timings = ts, _finish(timings)
-                return result
-            # The face's own crop-space landmarks become the template for the 106-point fit.
-            self._template = transform_points(result.landmarks, result.transform)
-            if self._crop_filter is not None:
-                self._crop_filter(five_points_for_transform(result.transform, self.model.input_size), ts,
-                                  value_scale=1.0 / crop_scale(result.transform))
-        self._prev = result.raw_landmarks
-        self._last_fit_ts = ts
+                health, result = result.health, None
+        if result is None:
+            if faces is None:
+                faces = self._detect(image, timings)
+            if not faces:
+                self.reset()
+                self._grey = grey
+                return FrameResult(landmarks=None, timings=_finish(timings), timestamp_ms=ts, health=health)
+            result = self._anchor(image, faces[0], timings)
+            result.health = health
+        self._grey = grey
         if self._smoother is not None:
             t0 = time.perf_counter()
             result.landmarks = self._smoother(result.raw_landmarks, ts, value_scale=1.0 / crop_scale(result.transform))
@@ -340,32 +555,3 @@ class ImageSmoother:
             r.timings["smoothing"] = _ms(t0)
             _finish(r.timings)
         return r
-
-
-class LandmarkerCropModel:
-    """Adapt a :class:`~facelm.runtime.Landmarker` (``detect(image, five_points)``) to a crop model.
-
-    The crop is handed over as the five points that reproduce the similarity exactly
-    (:func:`facelm.detect.five_points_for_transform`). Timings: the Landmarker's own per-stage
-    timings when its result carries them, else ``landmarker`` (warp + model + decode).
-    """
-
-    def __init__(self, landmarker) -> None:
-        from facelm.layouts import JD106
-
-        self.landmarker = landmarker
-        self.input_size = int(landmarker.input_size)
-        self.layout: Layout = JD106
-
-    def __call__(self, image: np.ndarray, transform: np.ndarray) -> CropLandmarks:
-        from facelm.layouts import get_layout
-
-        t0 = time.perf_counter()
-        r = self.landmarker.detect(image, five_points_for_transform(transform, self.input_size))
-        total = _ms(t0)
-        if getattr(r, "layout", None):
-            self.layout = get_layout(r.layout)
-        timings = dict(getattr(r, "timings", None) or {}) or {"landmarker": total}
-        timings.pop("total", None)
-        return CropLandmarks(crop=np.asarray(r.landmarks_crop, np.float64), scores=np.asarray(r.scores),
-                             timings=timings)

@@ -6,6 +6,7 @@ finished; ``resume=True`` skips runs already in the file.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -13,17 +14,17 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from facelm.errors import DeviceError, FacelmError, InputError
+from facelm.errors import ConfigError, DeviceError, FacelmError, InputError
 from facelm.fileio import sha256_file
 
 from . import records as rec
 from .adb import Adb, NoDeviceError
-from .config import BenchOptions
+from .config import DEFAULT_RESULTS, SYNTHETIC_DRIFT_SOURCE, BenchOptions, BenchRequest
 from .runners import BenchmarkModelRunner, BinaryCrashError, LocalTfliteRunner, tflite_io
 
 log = logging.getLogger(__name__)
-DEFAULT_RESULTS = Path("runs/bench/results.jsonl")
 #: ``Target.integrity`` (and each record's ``artifact.integrity``): the manifest's sha256 matched.
 VERIFIED = "verified: manifest sha256"
 #: ... no manifest.json lists the file: its bytes are benchmarked as found.
@@ -175,7 +176,7 @@ def _record(runner, target: Target, options: BenchOptions) -> dict:
     }
 
 
-def run_one(runner, target: Target, options: BenchOptions, drift_source: str = "synthetic") -> dict:
+def run_one(runner, target: Target, options: BenchOptions, drift_source: str = SYNTHETIC_DRIFT_SOURCE) -> dict:
     """Benchmark (and optionally measure drift of) one target; return its record.
 
     A crashing binary gives a record with status "failed"; transport failures
@@ -237,7 +238,7 @@ class Runners:
 
 
 def run_device(runners: Runners, targets: list[Target], options: BenchOptions, results: Path | None,
-               done: set, drift_source: str = "synthetic", position: int = 0) -> tuple[list, int]:
+               done: set, drift_source: str = SYNTHETIC_DRIFT_SOURCE, position: int = 0) -> tuple[list, int]:
     """All targets on one device, one at a time. Returns (records, skipped)."""
     from tqdm import tqdm
 
@@ -278,110 +279,182 @@ def choose_devices(adb: Adb, serials: list[str], all_devices: bool) -> list[str]
     return [adb.select()]
 
 
-def bench(path: Path, options: BenchOptions = BenchOptions(), serials: list[str] | None = None,
-          all_devices: bool = False, local: bool | None = None, results: Path | None = DEFAULT_RESULTS,
-          resume: bool = False, json_out: Path | None = None, adb: Adb | None = None,
-          artifacts: list[str] | None = None, drift_source: str = "synthetic", tvm_rpc: str | None = None,
-          tvm_port: int = 9090, allow_native_code: bool = False) -> BenchResult:
-    """Benchmark ``path`` (a .tflite or an artifact folder) on devices or locally.
+@dataclass
+class BenchPlan:
+    """What :func:`plan_bench` decided: where, which targets, what to tell the user, what to skip.
 
-    Args:
-        local: True forces this host; None (default) uses this host only when no
-            device is attached and none was asked for.
-        results: JSONL file every finished run is appended to (None: do not append).
-        resume: skip runs whose (serial, artifact sha256, options) are in ``results``.
-        json_out: also write this invocation's records to this file (atomically).
-        tvm_rpc: host file or device path of ``tvm_rpc``; enables TVM artifacts on phones
-            (Android-linked ones, unless ``artifacts`` names others). Locally, TVM host
-            ``.so`` artifacts run when TVM is installed.
-        allow_native_code: load native-code artifacts (TVM ``.so``) of the folder. Off by
-            default (see :data:`NATIVE_CODE_WHY`); naming one in ``artifacts`` also allows it.
-    Raises:
-        InputError: nothing to benchmark, a model the host cannot load (local), or a
-            ``results``/``json_out`` path that cannot be a file.
-        DeviceError: after all devices finished, if any device failed (its finished
-            runs are kept in ``results``).
+    Attributes:
+        local: benchmark on this host (else on devices over adb).
+        targets: the artifacts to run, in order.
+        notes: one line each for the user (native code not loaded, unverified files).
+        backend_note: why this host was chosen, when nobody asked for it.
+        done: run keys already in the results file (``resume``).
     """
-    if local is None:
-        local = _no_device_attached(adb, serials, all_devices)
-        note = "no device attached: benchmarking on this host (local backend, ai-edge-litert)" if local else ""
-    else:
-        note = ""
-    for out, flag in ((results, "--results"), (json_out, "--json")):
-        if out is not None:
-            rec.check_output_path(out, flag)
-    want_tvm = tvm_rpc is not None or (local and _have_tvm())
-    targets = resolve_targets(path, artifacts, ("tflite", "tvm_so") if want_tvm else ("tflite",))
+
+    local: bool
+    targets: list[Target]
+    notes: list[str] = field(default_factory=list)
+    backend_note: str = ""
+    done: set = field(default_factory=set)
+
+
+def resolve_backend(request: BenchRequest, adb: Adb | None = None) -> tuple[bool, str]:
+    """(local, note): ``request.local``, or this host when no device is attached and none was asked for."""
+    if request.local is not None:
+        return request.local, ""
+    local = _no_device_attached(adb, request.serials, request.all_devices)
+    return local, ("no device attached: benchmarking on this host (local backend, ai-edge-litert)" if local else "")
+
+
+def _select_targets(request: BenchRequest, local: bool) -> tuple[list[Target], list[str]]:
+    """(targets, notes): the artifacts of ``request.path`` this backend can load and may run
+    (native code only when allowed, see :data:`NATIVE_CODE_WHY`)."""
+    want_tvm = request.tvm_rpc is not None or (local and _have_tvm())
+    artifacts = list(request.artifacts) if request.artifacts else None
+    targets = resolve_targets(request.path, artifacts, ("tflite", "tvm_so") if want_tvm else ("tflite",))
     if not artifacts:  # this host loads only host TVM libraries (not linux-arm64 or Android ones), a phone Android ones
         targets = [t for t in targets if t.fmt != "tvm_so" or t.platform == ("host" if local else "android-arm64")]
-    targets, native = split_native(targets, allow_native_code, artifacts)
+    targets, native = split_native(targets, request.allow_native_code, artifacts)
     notes = []
     if native:
         names = ", ".join(f"{t.name} ({t.path.name})" for t in native)
-        notes.append(f"not loading native code from {path}: {names}; {NATIVE_CODE_WHY}. Pass --allow-native-code "
-                     f"(or name it with --artifact) to benchmark it")
+        notes.append(f"not loading native code from {request.path}: {names}; {NATIVE_CODE_WHY}. Pass "
+                     f"--allow-native-code (or name it with --artifact) to benchmark it")
     if not targets:
-        raise InputError(f"nothing to benchmark in {path} on {'this host' if local else 'the device'}"
+        raise InputError(f"nothing to benchmark in {request.path} on {'this host' if local else 'the device'}"
                          + (f" ({notes[0]})" if notes else ""))
     unverified = [t.name for t in targets if t.integrity == UNVERIFIED]
     if unverified:
         notes.append(f"{UNVERIFIED}: {', '.join(unverified)} benchmarked as found (no manifest.json lists "
                      f"{'it' if len(unverified) == 1 else 'them'}; a corrupted or substituted file goes unnoticed)")
+    return targets, notes
+
+
+def plan_bench(request: BenchRequest, local: bool, backend_note: str = "") -> BenchPlan:
+    """Check the request and choose its targets, before any device is touched.
+
+    Raises:
+        InputError: a ``results``/``json_out`` path that cannot be a file, nothing to benchmark, a
+            model this host cannot load (local), ``--drift`` on a file no manifest lists.
+    """
+    for out, flag in ((request.results, "--results"), (request.json_out, "--json")):
+        if out is not None:
+            rec.check_output_path(out, flag)
+    targets, notes = _select_targets(request, local)
     if local:
         from .runners import check_tflite_loadable
 
         for t in targets:
             if t.fmt == "tflite":
                 check_tflite_loadable(t.path)
-    if options.drift:
+    if request.options.drift:
         plain = [t.name for t in targets if t.manifest_dir is None]
         if plain:
             raise InputError(f"--drift needs our manifest.json; {', '.join(plain)} has none")
     done: set = set()
-    if resume and results is not None and Path(results).exists():
-        done = {rec.run_key(r) for r in rec.read_records(results) if r.get("status") in ("ok", "failed")}
-    result = BenchResult(backend_note=note, notes=notes)
-    if local:
-        from .tvm_runners import LocalTvmRunner
+    if request.resume and request.results is not None and request.results.exists():
+        done = {rec.run_key(r) for r in rec.read_records(request.results) if r.get("status") in ("ok", "failed")}
+    return BenchPlan(local, targets, notes, backend_note, done)
 
-        runners = Runners("local", {"tflite": lambda: LocalTfliteRunner(options),
-                                    "tvm_so": lambda: LocalTvmRunner(options)})
-        recs, skipped = run_device(runners, targets, options, results, done, drift_source)
-        result.records, result.skipped = recs, skipped
+
+def _run_local(plan: BenchPlan, request: BenchRequest, result: BenchResult) -> None:
+    from .tvm_runners import LocalTvmRunner
+
+    options = request.options
+    runners = Runners("local", {"tflite": lambda: LocalTfliteRunner(options),
+                                "tvm_so": lambda: LocalTvmRunner(options)})
+    result.records, result.skipped = run_device(runners, plan.targets, options, request.results, plan.done,
+                                                request.drift_source)
+
+
+def _device_makers(adb: Adb, serial: str, request: BenchRequest) -> dict:
+    """Artifact format -> runner factory on one device (TVM only with ``tvm_rpc``)."""
+    from .tvm_runners import TvmRpcRunner
+
+    options = request.options
+    makers = {"tflite": lambda: BenchmarkModelRunner(adb, serial, options)}
+    if request.tvm_rpc is not None:
+        makers["tvm_so"] = lambda: TvmRpcRunner(adb, serial, options, request.tvm_rpc, request.tvm_port)
+    return makers
+
+
+def _run_devices(plan: BenchPlan, request: BenchRequest, adb: Adb | None, result: BenchResult) -> None:
+    """Every device in parallel (one thread each); a device's failure is kept in ``result.errors``."""
+    adb = adb or Adb(timeout_s=request.options.timeout_s)
+    adb.start_server()
+    devices = choose_devices(adb, list(request.serials), request.all_devices)
+    lock = threading.Lock()
+
+    def worker(i: int, serial: str) -> None:
+        try:
+            recs, skipped = run_device(Runners(serial, _device_makers(adb, serial, request)), plan.targets,
+                                       request.options, request.results, plan.done, request.drift_source, position=i)
+            with lock:
+                result.records.extend(recs)
+                result.skipped += skipped
+        except FacelmError as exc:
+            with lock:
+                result.errors[serial] = exc
+
+    with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="bench") as pool:
+        for f in [pool.submit(worker, i, s) for i, s in enumerate(devices)]:
+            f.result()
+
+
+def run_plan(plan: BenchPlan, request: BenchRequest, adb: Adb | None = None) -> BenchResult:
+    """Run a plan on this host or on the devices; write ``json_out``.
+
+    Raises:
+        DeviceError: after all devices finished, if any failed (``err.result`` holds the
+            :class:`BenchResult`; finished runs are kept in ``results``).
+    """
+    result = BenchResult(backend_note=plan.backend_note, notes=list(plan.notes))
+    if plan.local:
+        _run_local(plan, request, result)
     else:
-        adb = adb or Adb(timeout_s=options.timeout_s)
-        adb.start_server()
-        devices = choose_devices(adb, serials or [], all_devices)
-        lock = threading.Lock()
-
-        def worker(i: int, serial: str) -> None:
-            from .tvm_runners import TvmRpcRunner
-
-            makers = {"tflite": lambda: BenchmarkModelRunner(adb, serial, options)}
-            if tvm_rpc is not None:
-                makers["tvm_so"] = lambda: TvmRpcRunner(adb, serial, options, tvm_rpc, tvm_port)
-            try:
-                recs, skipped = run_device(Runners(serial, makers), targets, options, results, done,
-                                           drift_source, position=i)
-                with lock:
-                    result.records.extend(recs)
-                    result.skipped += skipped
-            except FacelmError as exc:
-                with lock:
-                    result.errors[serial] = exc
-
-        with ThreadPoolExecutor(max_workers=len(devices), thread_name_prefix="bench") as pool:
-            for f in [pool.submit(worker, i, s) for i, s in enumerate(devices)]:
-                f.result()
-    if json_out is not None:
-        rec.write_records(json_out, result.records)
+        _run_devices(plan, request, adb, result)
+    if request.json_out is not None:
+        rec.write_records(request.json_out, result.records)
     if result.errors:
         lines = [f"{s}: {e}" for s, e in result.errors.items()]
-        hint = " Finished runs are kept; rerun with --resume to continue." if results is not None else ""
+        hint = " Finished runs are kept; rerun with --resume to continue." if request.results is not None else ""
         err = DeviceError("; ".join(lines) + hint)
         err.result = result
         raise err
     return result
+
+
+def bench(request: BenchRequest | str | os.PathLike, options: BenchOptions | None = None, *,
+          adb: Adb | None = None, **fields: Any) -> BenchResult:
+    """Benchmark a .tflite or an artifact folder on devices or on this host: resolve the backend
+    (:func:`resolve_backend`), plan (:func:`plan_bench`), run (:func:`run_plan`).
+
+    Example::
+
+        res = facelm.bench("artifacts", facelm.BenchOptions(runs=20), local=True, results=None)
+        res = facelm.bench(facelm.BenchRequest("artifacts", serials=("R58M123",), resume=True))
+        [(r["artifact"]["name"], r["latency_ms"]["median"]) for r in res.records]
+
+    Args:
+        request: a :class:`BenchRequest`, or its ``path`` (then ``options`` and ``fields``, the
+            other :class:`BenchRequest` fields, complete it).
+        adb: the adb client to use (default: ``adb`` on PATH).
+    Raises:
+        ConfigError: a :class:`BenchRequest` given together with ``options`` or fields, or an unknown field.
+        InputError: see :func:`plan_bench`.
+        DeviceError: see :func:`run_plan`.
+    """
+    if isinstance(request, BenchRequest):
+        if options is not None or fields:
+            raise ConfigError("bench(): pass a BenchRequest alone, or a path with options and request fields")
+    else:
+        known = {f.name for f in dataclasses.fields(BenchRequest)} - {"path", "options"}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ConfigError(f"bench(): unknown argument {unknown[0]!r} (BenchRequest fields: {', '.join(sorted(known))})")
+        request = BenchRequest(Path(request), options if options is not None else BenchOptions(), **fields)
+    local, note = resolve_backend(request, adb)
+    return run_plan(plan_bench(request, local, note), request, adb)
 
 
 def _have_tvm() -> bool:

@@ -1,13 +1,19 @@
-"""Options of a benchmark run. The CLI takes its defaults from here."""
+"""Options of a benchmark run and the request of one ``bench()`` call. The CLI takes its defaults from here."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from facelm.errors import ConfigError
 
 DELEGATES = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon")
 REMOTE_WORKDIR = "/data/local/tmp/facelm"
 DEFAULT_BENCHMARK_BINARY = "/data/local/tmp/benchmark_model"
+#: the JSONL file every finished run is appended to
+DEFAULT_RESULTS = Path("runs/bench/results.jsonl")
+#: ``drift_source`` of synthetic faces
+SYNTHETIC_DRIFT_SOURCE = "synthetic"
+DEFAULT_TVM_PORT = 9090
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,49 @@ class BenchOptions:
         d = asdict(self)
         return {k: d[k] for k in keys}
 
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """What one :func:`facelm.bench` call benchmarks, where, and where its records go.
+
+    path: a ``.tflite`` or an artifact folder (``manifest.json``).
+    options: how each artifact is measured (:class:`BenchOptions`; recorded, matched by ``resume``).
+    serials: devices to use (each checked); all_devices: every usable attached device.
+    local: True forces this host; None uses this host only when no device is attached and none
+        was asked for; False forces devices.
+    results: JSONL file every finished run is appended to (None: do not append).
+    resume: skip runs whose (serial, artifact sha256, options) are in ``results``.
+    json_out: also write this invocation's records to this file (atomically).
+    artifacts: only these manifest artifacts (naming a native-code one allows loading it).
+    drift_source: ``synthetic`` or a face folder, for ``options.drift``.
+    tvm_rpc: host file or device path of ``tvm_rpc``: TVM artifacts on phones; tvm_port its port.
+    allow_native_code: load the folder's native-code artifacts (TVM ``.so``).
+    """
+
+    path: Path
+    options: BenchOptions = field(default_factory=BenchOptions)
+    serials: tuple[str, ...] = ()
+    all_devices: bool = False
+    local: bool | None = None
+    results: Path | None = DEFAULT_RESULTS
+    resume: bool = False
+    json_out: Path | None = None
+    artifacts: tuple[str, ...] | None = None
+    drift_source: str = SYNTHETIC_DRIFT_SOURCE
+    tvm_rpc: str | None = None
+    tvm_port: int = DEFAULT_TVM_PORT
+    allow_native_code: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "serials", tuple(dict.fromkeys(self.serials or ())))
+        if self.artifacts is not None:
+            object.__setattr__(self, "artifacts", tuple(self.artifacts) or None)
+        for name in ("results", "json_out"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        if not isinstance(self.options, BenchOptions):
+            raise ConfigError(f"options must be a BenchOptions, got {type(self.options).__name__}")
+        if not 0 < int(self.tvm_port) < 65536:
+            raise ConfigError(f"tvm_port must be a TCP port (1-65535), got {self.tvm_port}")

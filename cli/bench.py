@@ -2,8 +2,9 @@
 
 ``run`` (the default subcommand: ``facelm bench PATH`` = ``facelm bench run PATH``) benchmarks an
 artifact folder or a .tflite on phones over adb, or on this host (local backend, ai-edge-litert)
-when no device is attached: :func:`facelm.android_bench.bench.bench`, flag defaults from
-:class:`~facelm.android_bench.config.BenchOptions` and ``bench()``'s keywords.
+when no device is attached: :func:`facelm.android_bench.bench.bench` on a
+:class:`~facelm.android_bench.config.BenchRequest`; flag defaults from it and
+:class:`~facelm.android_bench.config.BenchOptions`.
 ``report`` renders a records file as a table and a latency plot:
 :func:`facelm.android_bench.report.report`.
 """
@@ -14,7 +15,7 @@ import logging
 from pathlib import Path
 
 from facelm.android_bench.bench import NATIVE_CODE_WHY, UNVERIFIED, bench
-from facelm.android_bench.config import DELEGATES, BenchOptions
+from facelm.android_bench.config import DELEGATES, BenchOptions, BenchRequest
 from facelm.android_bench.report import NOT_COMPARABLE, is_emulated, report
 from facelm.errors import DeviceError
 
@@ -34,14 +35,15 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
 
 
 def _register_run(cmds: argparse._SubParsersAction) -> None:
-    d, b = BenchOptions(), defaults_of(bench)
+    d, b = BenchOptions(), defaults_of(BenchRequest)
     p = cmds.add_parser("run", help="benchmark an artifact folder or a .tflite (the default subcommand)",
                         description=__doc__)
     p.add_argument("target", metavar="ARTIFACTS_DIR|MODEL.tflite",
                    help="an artifact folder (manifest.json) or a .tflite")
     add_adb_flags(p)
-    p.add_argument("--serial", action="append", default=[], help="device serial (repeatable)")
-    p.add_argument("--all-devices", action="store_true", help="every usable attached device, in parallel")
+    p.add_argument("--serial", action="append", default=None, help="device serial (repeatable)")
+    p.add_argument("--all-devices", action="store_true", default=b["all_devices"],
+                   help="every usable attached device, in parallel")
     p.add_argument("--local", action="store_true", help="benchmark on this host even if a device is attached")
     p.add_argument("--artifact", action="append", default=b["artifacts"],
                    help="only these manifest artifacts (repeatable); naming a TVM .so artifact here "
@@ -77,7 +79,7 @@ def _register_run(cmds: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=d.timeout_s, help="timeout of each adb call (s)")
     p.add_argument("--bench-timeout", type=float, default=d.bench_timeout_s, help="timeout of one benchmark (s)")
     p.add_argument("--results", type=Path, default=b["results"], help="JSONL file every finished run is appended to")
-    p.add_argument("--resume", action="store_true", help="skip runs already in --results")
+    p.add_argument("--resume", action="store_true", default=b["resume"], help="skip runs already in --results")
     p.add_argument("--json", type=Path, default=b["json_out"], metavar="OUT", help="write this invocation's records here")
     p.set_defaults(func=drive_run)
 
@@ -107,24 +109,35 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         keep=args.keep, timeout_s=args.timeout, bench_timeout_s=args.bench_timeout)
 
 
+def request_from_args(args: argparse.Namespace, local: bool | None = None) -> BenchRequest:
+    """Namespace -> :class:`BenchRequest` (``local``: see :attr:`BenchRequest.local`)."""
+    return BenchRequest(
+        Path(args.target), options_from_args(args), serials=tuple(args.serial or ()), all_devices=args.all_devices,
+        local=local, results=args.results, resume=args.resume, json_out=args.json, artifacts=args.artifact,
+        drift_source=args.drift_source, tvm_rpc=args.tvm_rpc, tvm_port=args.tvm_port,
+        allow_native_code=args.allow_native_code)
+
+
+def _adb_or_none(args: argparse.Namespace, timeout_s: float):
+    """The adb client of the flags; None when there is no adb and no device was asked for."""
+    from facelm.android_bench.adb import AdbNotFoundError
+
+    try:
+        return adb_from_args(args, timeout_s)
+    except AdbNotFoundError:
+        if args.serial or args.all_devices:
+            raise
+        return None
+
+
 def drive_run(args: argparse.Namespace) -> int:
     """Benchmark; print one line per record. Exit 1 when a run failed."""
-    options = options_from_args(args)
-    adb = None
-    if not args.local:
-        from facelm.android_bench.adb import AdbNotFoundError
+    import dataclasses
 
-        try:
-            adb = adb_from_args(args, options.timeout_s)
-        except AdbNotFoundError:
-            if args.serial or args.all_devices:
-                raise
+    request = request_from_args(args)  # bad options fail here, before adb is looked for
+    adb = None if args.local else _adb_or_none(args, request.options.timeout_s)
     try:
-        result = bench(Path(args.target), options, serials=args.serial, all_devices=args.all_devices,
-                       local=True if args.local or adb is None else None, results=args.results,
-                       resume=args.resume, json_out=args.json, adb=adb, artifacts=args.artifact,
-                       drift_source=args.drift_source, tvm_rpc=args.tvm_rpc, tvm_port=args.tvm_port,
-                       allow_native_code=args.allow_native_code)
+        result = bench(dataclasses.replace(request, local=True if args.local or adb is None else None), adb=adb)
     except DeviceError as exc:
         partial = getattr(exc, "result", None)
         if partial is not None:

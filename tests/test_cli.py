@@ -99,6 +99,45 @@ def test_bench_defaults_are_bench_options_defaults(capsys):
     assert f"(default: {DEFAULT_RESULTS})" in help_text
 
 
+def test_bench_request_defaults_are_bench_request_defaults():
+    from facelm.android_bench.config import BenchRequest
+    from facelm.cli.bench import request_from_args
+
+    assert request_from_args(_parse("bench", "run", "x.tflite")) == BenchRequest(Path("x.tflite"))
+    req = request_from_args(_parse("bench", "run", "x.tflite", "--serial", "a", "--serial", "b", "--serial", "a",
+                                   "--artifact", "int8", "--runs", "7"))
+    assert req.serials == ("a", "b") and req.artifacts == ("int8",) and req.options.runs == 7
+
+
+@pytest.mark.parametrize("argv, api", [
+    (["detect", "in.png", "--model", "m", "--out", "o"], "facelm.detect_flow:detect_path"),
+    (["quant-debug", "x"], "facelm.quantization.flow:quant_debug"),
+    (["evaluate", "demo", "--data", "d"], "facelm.workflows:evaluate"),
+    (["train", "tiny", "--data", "d"], "facelm.workflows:train"),
+])
+def test_flag_defaults_are_the_api_keyword_defaults(argv, api):
+    """Every flag whose dest is a keyword of the command's API function defaults to that keyword's default."""
+    import importlib
+
+    from facelm.cli._args import defaults_of
+
+    module, name = api.split(":")
+    defaults = defaults_of(getattr(importlib.import_module(module), name))
+    ns = vars(_parse(*argv))
+    renamed = {"json": "json_out"}  # evaluate --json
+    shared = {renamed.get(k, k): v for k, v in ns.items() if renamed.get(k, k) in defaults}
+    assert len(shared) >= 3, (argv, sorted(ns))
+    assert shared == {k: defaults[k] for k in shared}
+
+
+def test_train_flags_override_the_recipe_only_when_given():
+    from facelm.cli.train import config_from_args
+    from facelm.training.config import load_train_config
+
+    assert config_from_args(_parse("train", "tiny", "--data", "d")) == load_train_config("tiny")
+    assert config_from_args(_parse("train", "tiny", "--data", "d", "--epochs", "3")).epochs == 3
+
+
 def test_virtual_device_defaults_are_faults_defaults():
     assert faults_from_args(_parse("virtual-device")) == Faults()
 

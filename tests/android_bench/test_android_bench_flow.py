@@ -109,3 +109,39 @@ def test_wait_cool_gives_up():
     assert waited == 12.0 and slept == [5.0, 5.0, 2.0] and snap.cpu_max_c == 80.0
     snap, waited = wait_cool(lambda: Thermal(battery_c=30.0), 45.0, 12.0, sleep=slept.append)
     assert waited == 0.0
+
+
+def test_bench_request_resolve_plan_run(artifact_dir, tmp_path):
+    """bench() is resolve -> plan -> run over one BenchRequest; planning touches no device and reads
+    the resume keys; a second run with resume skips what the first wrote."""
+    import dataclasses
+
+    from facelm.android_bench.bench import plan_bench, resolve_backend, run_plan
+    from facelm.android_bench.config import BenchRequest
+
+    results = tmp_path / "r.jsonl"
+    req = BenchRequest(artifact_dir, BenchOptions(**FAST), serials=["no-such-serial"], results=results)
+    assert resolve_backend(req) == (False, "")  # a serial was asked for: devices, without asking adb
+    assert resolve_backend(dataclasses.replace(req, local=True)) == (True, "")
+    plan = plan_bench(req, local=False)  # no adb call: the serial is never checked here
+    assert [t.name for t in plan.targets] == ["fp32", "dynamic_int8"] and not plan.local and plan.done == set()
+    local = dataclasses.replace(req, serials=(), local=True)
+    first = run_plan(plan_bench(local, True), local)
+    assert [r["status"] for r in first.records] == ["ok", "ok"] and first.skipped == 0
+    again = dataclasses.replace(local, resume=True)
+    plan = plan_bench(again, True)
+    assert plan.done == {rec.run_key(r) for r in rec.read_records(results)} and len(plan.done) == 2
+    res = bench(again)
+    assert res.records == [] and res.skipped == 2
+
+
+def test_bench_takes_a_request_or_a_path_with_its_fields(artifact_dir):
+    from facelm.android_bench.config import BenchRequest
+    from facelm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="BenchRequest alone"):
+        bench(BenchRequest(artifact_dir), BenchOptions())
+    with pytest.raises(ConfigError, match="unknown argument 'serial'"):
+        bench(artifact_dir, serial=["x"])  # the field is serials
+    with pytest.raises(ConfigError, match="tvm_port"):
+        BenchRequest(artifact_dir, tvm_port=0)

@@ -20,7 +20,7 @@ def register(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("artifacts", help="artifact folder written by `facelm convert` (holds manifest.json)")
     p.add_argument("--out", required=True, help="kit folder to write (written atomically)")
     p.add_argument("--artifact", default=d["artifact"], help="which .tflite artifact of the manifest to pack")
-    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--force", action="store_true", default=d["force"], help="replace an existing --out folder")
     p.add_argument("--cases", type=int, default=d["cases"], help="synthetic golden faces to write")
     p.set_defaults(func=drive)
     return p

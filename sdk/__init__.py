@@ -9,7 +9,16 @@ install without torch, TensorFlow, ONNX or TVM)::
     coords, scores = facelm.decode(heatmaps)                             # DARK codec (light)
     manifest = facelm.load_manifest("artifacts")                         # typed contract (light)
     facelm.convert(facelm.ConvertConfig(config="tiny", random_init=True))  # needs facelm[convert]
-    facelm.bench("artifacts", facelm.BenchOptions())                     # adb / local benchmark
+    facelm.bench("artifacts", facelm.BenchOptions(runs=20))              # adb / local benchmark
+    facelm.detect_path("clip.mp4", "artifacts", "out", smooth=True)      # JSONL + overlays (light)
+    facelm.train("tiny", "faces/", "runs/x", epochs=2)                   # needs facelm[torch]
+    facelm.evaluate("runs/x/best.pt", "faces/", ced="ced.png")           # needs facelm[torch]
+    facelm.build_kit("artifacts", "kit")                                 # app kit: C, JNI, golden vectors
+    facelm.quant_debug("artifacts", out="qd", keep_float="auto")         # needs facelm[convert]
+
+Each of these is what the command of the same name (``facelm bench``, ``facelm detect``,
+``facelm train``, ``facelm evaluate``, ``facelm app-kit``, ``facelm quant-debug``) calls; the
+command line only parses its flags.
 
 The pipeline, stage by stage (one folder each in the repository):
 
@@ -61,6 +70,16 @@ _EXPORTS = {
     "ConvertConfig": "facelm.converters.pipeline",
     "bench": "facelm.android_bench.bench",
     "BenchOptions": "facelm.android_bench.config",
+    "BenchRequest": "facelm.android_bench.config",
+    "detect_path": "facelm.detect_flow",
+    "LandmarkStream": "facelm.detect_flow",
+    "OneEuroConfig": "facelm.smoothing",
+    "train": "facelm.workflows",
+    "TrainConfig": "facelm.training.config",
+    "evaluate": "facelm.workflows",
+    "build_kit": "facelm.appkit.kit",
+    "quant_debug": "facelm.quantization.flow",
+    "mixed_precision": "facelm.quantization.mixed",
     "FacelmError": "facelm.errors",
     "ConfigError": "facelm.errors",
     "InputError": "facelm.errors",

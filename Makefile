@@ -46,7 +46,7 @@ demo: $(CEXT) realfaces
 # qemu-user: ~/.cache/facelm/arm64, or $$FACELM_ARM64_ROOT. Cached; minutes once. Needs the apt
 # packages qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu (see .ci/run).
 arm64: $(STAMP)
-	$(PY) -m facelm.arm64 setup
+	$(PY) -m facelm.cli arm64 setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info artifacts

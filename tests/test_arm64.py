@@ -152,3 +152,36 @@ def test_link_rejects_an_archive_without_objects(tmp_path):
     with pytest.raises(arm64.Arm64Error, match="not found"):
         arm64.link_tvm_objects(tmp_path / "missing.tar", tmp_path / "m.so")
 
+
+
+def _stub_build(monkeypatch, fail: bool) -> None:
+    """setup() with every build step replaced (no apt, no pip, no qemu): only the folder handling runs."""
+    monkeypatch.setattr(sysroot, "check_tools", lambda tools=None: None)
+
+    def unpack(tmp, progress):
+        (tmp / "usr").mkdir()
+        if fail:
+            raise arm64.Arm64Error("dpkg -x failed (test)")
+        return {"libc6": "2.36"}
+
+    monkeypatch.setattr(sysroot, "_unpack_debian", unpack)
+    monkeypatch.setattr(sysroot, "_install_wheels", lambda site, progress: [])
+    monkeypatch.setattr(sysroot, "_precompile", lambda tmp, dest, progress: None)
+    monkeypatch.setattr(sysroot, "_smoke_test", lambda root: None)
+
+
+def test_setup_replaces_the_root_in_one_rename_and_a_failed_build_leaves_it(monkeypatch, tmp_path):
+    """setup() builds through fileio.atomic_dir: an old root stays whole until the new one is complete."""
+    dest = tmp_path / "root"
+    dest.mkdir()
+    (dest / "old-file").write_text("old root")
+    _stub_build(monkeypatch, fail=True)
+    with pytest.raises(arm64.Arm64Error, match="dpkg -x failed"):
+        arm64.setup(dest, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]  # no temporary folder left
+    assert (dest / "old-file").read_text() == "old root"
+    _stub_build(monkeypatch, fail=False)
+    built = arm64.setup(dest, progress=False)
+    assert built.path == dest.resolve() and built.stamp["debian"] == {"libc6": "2.36"}
+    assert sorted(p.name for p in dest.iterdir()) == [sysroot.STAMP_NAME, "usr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]

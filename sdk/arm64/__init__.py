@@ -11,8 +11,8 @@ phone and is never reported as latency. Host tools: apt packages ``qemu-user``,
 ``gcc-aarch64-linux-gnu``, ``g++-aarch64-linux-gnu``.
 """
 from .run import DEFAULT_CPU, Job, emulated_cpu, guest_env, link_tvm_objects, qemu_command, run_batch, run_python, run_tflite, run_tvm
-from .sysroot import (TOOL_PACKAGES, Arm64Error, Arm64Root, check_tools, default_root, load, missing_tools,
-                      setup)
+from .root import TOOL_PACKAGES, Arm64Error, Arm64Root, check_tools, default_root, missing_tools
+from .sysroot import load, setup
 
 __all__ = ["Arm64Error", "Arm64Root", "DEFAULT_CPU", "Job", "emulated_cpu", "TOOL_PACKAGES", "check_tools", "default_root", "guest_env",
            "link_tvm_objects", "load", "missing_tools", "qemu_command", "run_batch", "run_python", "run_tflite",

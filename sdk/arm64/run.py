@@ -1,4 +1,4 @@
-"""Run code on aarch64 instructions under qemu-user, with the root built by :mod:`.sysroot`.
+"""Run code on aarch64 instructions under qemu-user, in a root :mod:`.sysroot` builds (see :mod:`.root`).
 
 Every helper moves arrays through ``.npy`` files in a temporary folder: the emulated
 Python (numpy, LiteRT, TVM runtime; never facelm itself) reads ``in_*.npy`` and writes
@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .sysroot import TOOL_PACKAGES, Arm64Error, Arm64Root, check_tools
+from .root import TOOL_PACKAGES, Arm64Error, Arm64Root, check_tools
 
 WORKERS = Path(__file__).resolve().parent  # _batch_worker.py runs there as a script
 #: Guest environment variables passed through (everything else of the host's is dropped:

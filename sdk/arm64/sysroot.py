@@ -7,7 +7,7 @@ Layout of a built root (default ``~/.cache/facelm/arm64``; ``FACELM_ARM64_ROOT``
     ROOT/facelm-arm64.json      the stamp: the spec it was built from and what is inside
 
 The root is built in a temporary sibling folder and renamed onto ROOT only when every
-step succeeded, so an interrupted build never leaves a half root that looks complete.
+step succeeded (:func:`facelm.fileio.atomic_dir`), so an interrupted build never leaves a half root that looks complete.
 A root whose stamp matches the current spec is reused as is (idempotent, cached).
 
 No chroot, no binfmt and no root privileges are needed to *run* it
@@ -22,13 +22,17 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from facelm.errors import FacelmError
+from facelm.fileio import atomic_dir
+
+from .root import PYTHON_VERSION, SITE_DIR, TOOL_PACKAGES, Arm64Error, Arm64Root, check_tools, default_root, missing_tools
+from .run import run_python
+
+__all__ = ["TOOL_PACKAGES", "Arm64Error", "Arm64Root", "check_tools", "default_root", "missing_tools", "load", "setup",
+           "spec"]
 
 log = logging.getLogger(__name__)
 
@@ -49,64 +53,11 @@ UNZIP_WHEELS: tuple[str, ...] = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.
 #: Every manylinux aarch64 tag: with one tag pip finds nothing.
 PLATFORM_TAGS: tuple[str, ...] = ("manylinux2014_aarch64",) + tuple(
     f"manylinux_2_{m}_aarch64" for m in range(17, 35))
-PYTHON_VERSION = "3.11"
 #: Bump when the build procedure changes in a way the spec above does not show.
 BUILD_REVISION = 2
 STAMP_NAME = "facelm-arm64.json"
-SITE_DIR = "site"
 
-#: Host tool -> Debian package that provides it.
-TOOL_PACKAGES: dict[str, str] = {
-    "qemu-aarch64": "qemu-user",
-    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
-    "aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu",
-}
 BUILD_TOOLS: dict[str, str] = {"dpkg": "dpkg", "apt-get": "apt"}
-
-
-class Arm64Error(FacelmError):
-    """The aarch64 emulation runtime is missing, cannot be built, or a run under qemu failed."""
-
-
-@dataclass(frozen=True)
-class Arm64Root:
-    """A built aarch64 root.
-
-    ``path``: the root handed to ``qemu-aarch64 -L``; ``python``: its python3.11 (an
-    aarch64 ELF, run only through qemu); ``site``: the folder on the emulated PYTHONPATH;
-    ``stamp``: the parsed stamp file (spec, Debian package versions, wheel files).
-    """
-
-    path: Path
-    stamp: dict
-
-    @property
-    def python(self) -> Path:
-        return self.path / "usr" / "bin" / f"python{PYTHON_VERSION}"
-
-    @property
-    def site(self) -> Path:
-        return self.path / SITE_DIR
-
-
-def default_root() -> Path:
-    """``$FACELM_ARM64_ROOT`` or ``~/.cache/facelm/arm64``."""
-    env = os.environ.get("FACELM_ARM64_ROOT")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "facelm" / "arm64"
-
-
-def missing_tools(tools: dict[str, str] | None = None) -> dict[str, str]:
-    """The tools of ``tools`` (default: qemu and both cross compilers) not on PATH -> their apt package."""
-    tools = TOOL_PACKAGES if tools is None else tools
-    return {t: pkg for t, pkg in tools.items() if shutil.which(t) is None}
-
-
-def check_tools(tools: dict[str, str] | None = None) -> None:
-    """Raise one :class:`Arm64Error` naming every missing tool and the exact apt packages to install."""
-    missing = missing_tools(tools)
-    if missing:
-        pkgs = " ".join(sorted(set(missing.values())))
-        raise Arm64Error(f"missing {', '.join(sorted(missing))}: install with `apt-get install -y {pkgs}`")
 
 
 def spec() -> dict:
@@ -145,29 +96,16 @@ def setup(root: str | os.PathLike | None = None, progress: bool = True) -> Arm64
         _say(progress, f"arm64 root up to date: {existing.path}")
         return existing
     check_tools(BUILD_TOOLS)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
+    with atomic_dir(dest, force=True, what="arm64 root") as tmp:
         _say(progress, f"building arm64 root in {tmp}")
         debs = _unpack_debian(tmp, progress)
         wheels = _install_wheels(tmp / SITE_DIR, progress)
         _precompile(tmp, dest, progress)
         stamp = {"spec": spec(), "debian": debs, "wheels": wheels,
                  "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(time.monotonic() - t0, 1)}
-        built = Arm64Root(tmp, stamp)
-        _smoke_test(built)
+        _smoke_test(Arm64Root(tmp, stamp))
         (tmp / STAMP_NAME).write_text(json.dumps(stamp, indent=1) + "\n")
-        if dest.exists() or dest.is_symlink():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            dest.rename(old)
-            tmp.rename(dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _say(progress, f"arm64 root ready in {time.monotonic() - t0:.0f} s: {dest}")
     return Arm64Root(dest.resolve(), stamp)
 
@@ -292,8 +230,6 @@ def _restore_modes(whl: Path, site: Path) -> None:
 
 def _smoke_test(root: Arm64Root) -> None:
     """Import everything the helpers need on the emulated side, and check the machine is aarch64."""
-    from .run import run_python
-
     out = run_python(root, ["-c", "import platform, numpy, ai_edge_litert.interpreter, tvm, tvm.relax; "
                                   "print(platform.machine(), numpy.__version__, tvm.__version__)"], timeout=900)
     if not out.split() or out.split()[0] != "aarch64":

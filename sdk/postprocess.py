@@ -44,7 +44,7 @@ def output_to_landmarks(raw: np.ndarray, output, model, decode, transforms: np.n
         output: the artifact's output :class:`facelm.runtime.TensorSpec` (layout, dtype,
             quantization). The layout is always the tensor's own, never a manifest-wide guess.
         model: :class:`facelm.runtime.ModelSpec` (stride, K, heatmap size).
-        decode: :class:`facelm.codec.DecodeConfig` (method, blur kernel; its ``layout`` is ignored).
+        decode: :class:`facelm.codec.DecodeConfig` (method, blur kernel).
         transforms: (N, 2, 3) or (2, 3) image -> crop similarities; when given, ``image``
             landmarks are filled in with the inverse transforms.
     Returns:

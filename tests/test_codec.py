@@ -332,16 +332,25 @@ def test_stride_mapping_round_trip_and_flip_consistency():
 
 
 def test_configs_round_trip_and_validate():
-    cfg = DecodeConfig(method="quarter", blur_kernel=7, layout="nhwc")
+    cfg = DecodeConfig(method="quarter", blur_kernel=7)
     assert DecodeConfig.from_dict(cfg.to_dict()) == cfg
-    assert DecodeConfig().to_dict() == {"method": "dark", "blur_kernel": 11, "layout": "nchw"}
+    assert DecodeConfig().to_dict() == {"method": "dark", "blur_kernel": 11}
+    # the heatmap layout is the artifact's, not a decode setting: older files' key is dropped
+    assert DecodeConfig.from_dict({"method": "quarter", "blur_kernel": 7, "layout": "nhwc"}) == cfg
+    with pytest.raises(ConfigError, match="unknown decode parameters"):
+        DecodeConfig.from_dict({"method": "dark", "layout": "nhcw"})
+    with pytest.raises(TypeError):
+        DecodeConfig(layout="nchw")  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="layout must be one of"):
+        codec.decode(np.zeros((1, 1, 4, 4), np.float32), layout="NCHW")
     with pytest.raises(ConfigError):
         DecodeConfig.from_dict({"method": "dark", "sigma": 2})
     with pytest.raises(ConfigError):
         DecodeConfig(blur_kernel=True)
     assert EncodeConfig().sigma == 2.0
     m = gaussian_maps(np.array([[[9.4, 6.2]]]), 16, 16, 2.0)
-    np.testing.assert_array_equal(codec.decode(np.ascontiguousarray(m.transpose(0, 2, 3, 1)), **cfg.as_kwargs())[0],
+    np.testing.assert_array_equal(codec.decode(np.ascontiguousarray(m.transpose(0, 2, 3, 1)), layout="nhwc",
+                                               **cfg.as_kwargs())[0],
                                   codec.decode(m, "quarter")[0])
 
 

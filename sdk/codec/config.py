@@ -57,12 +57,13 @@ class DecodeConfig:
         blur_kernel: odd Gaussian kernel size k used by ``dark`` (1 = no blur). The kernel
             is OpenCV's ``getGaussianKernel(k, 0)`` formula, sigma = 0.3*((k-1)/2 - 1) + 0.8
             (k=11 -> sigma 2.0, DarkPose's setting for sigma-2 targets).
-        layout: ``"nchw"`` (N, K, H, W) or ``"nhwc"`` (N, H, W, K), as the model emits it.
+
+    The heatmap tensor layout is not a decode setting: it belongs to each artifact's output
+    :class:`facelm.runtime.TensorSpec`, and :func:`facelm.codec.decode` takes it per call.
     """
 
     method: Method = "dark"
     blur_kernel: int = 11
-    layout: Literal["nchw", "nhwc"] = "nchw"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -71,12 +72,6 @@ class DecodeConfig:
             raise ConfigError(f"blur_kernel must be an odd int >= 1, got {self.blur_kernel!r}")
         if self.blur_kernel < 1 or self.blur_kernel % 2 == 0 or self.blur_kernel > 61:
             raise ConfigError(f"blur_kernel must be an odd int in [1, 61], got {self.blur_kernel}")
-        if self.layout not in LAYOUTS:
-            raise ConfigError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
-
-    @property
-    def blur_radius(self) -> int:
-        return (int(self.blur_kernel) - 1) // 2
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict for a manifest (round-trips through :meth:`from_dict`)."""
@@ -86,7 +81,14 @@ class DecodeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DecodeConfig":
-        """Build from a manifest dict; unknown keys are a :class:`ConfigError`."""
+        """Build from a manifest dict; unknown keys are a :class:`ConfigError`.
+
+        A ``layout`` key (``"nchw"``/``"nhwc"``, written by facelm 0.2 training configs before
+        the field was dropped) is accepted and ignored, so older checkpoints still load.
+        """
+        data = dict(data)
+        if data.get("layout") in LAYOUTS:
+            del data["layout"]
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:

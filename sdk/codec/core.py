@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from facelm.codec import _numpy
-from facelm.codec.config import DecodeConfig, EncodeConfig
+from facelm.codec.config import LAYOUTS, DecodeConfig, EncodeConfig
 from facelm.errors import ConfigError, InputError
 from facelm.layouts import check_flip_permutation, flip_landmarks
 
@@ -62,16 +62,16 @@ def _choose(requested: str | None) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_config(method, blur_kernel, layout) -> DecodeConfig:
-    return DecodeConfig(method=method, blur_kernel=blur_kernel, layout=layout)
+def _cached_config(method, blur_kernel) -> DecodeConfig:
+    return DecodeConfig(method=method, blur_kernel=blur_kernel)
 
 
-def _config(method, blur_kernel, layout) -> DecodeConfig:
+def _config(method, blur_kernel) -> DecodeConfig:
     """Validated DecodeConfig; cached because decode runs per frame on a phone-sized budget."""
     try:
-        return _cached_config(method, blur_kernel, layout)
+        return _cached_config(method, blur_kernel)
     except TypeError:  # unhashable argument: let the dataclass produce the ConfigError
-        return DecodeConfig(method=method, blur_kernel=blur_kernel, layout=layout)
+        return DecodeConfig(method=method, blur_kernel=blur_kernel)
 
 
 def backend() -> str:
@@ -203,9 +203,11 @@ def decode(heatmaps: np.ndarray, method: str = "dark", **params: Any) -> tuple[n
     for key in ("layout", "backend"):
         if params.get(key) is not None and not isinstance(params[key], str):
             raise ConfigError(f"decode parameter {key} must be a string, got {type(params[key]).__name__}")
-    cfg = _config(method, params.get("blur_kernel", DecodeConfig.blur_kernel),
-                  params.get("layout", DecodeConfig.layout))
-    nhwc = cfg.layout == "nhwc"
+    cfg = _config(method, params.get("blur_kernel", DecodeConfig.blur_kernel))
+    layout = params.get("layout", "nchw")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    nhwc = layout == "nhwc"
     h, scale, zp = _check_heatmaps(heatmaps, nhwc, params.get("scale"), params.get("zero_point"))
     which = _choose(params.get("backend"))
     if which == "c":
@@ -267,8 +269,8 @@ def flip_heatmaps(heatmaps: np.ndarray, permutation: np.ndarray, layout: str = "
         A new array of the same shape and dtype.
     """
     h = np.asarray(heatmaps)
-    if layout not in ("nchw", "nhwc"):
-        raise ConfigError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if h.ndim != 4:
         raise InputError(f"heatmaps must be 4-D, got shape {h.shape}")
     kaxis, waxis = (1, 3) if layout == "nchw" else (3, 2)

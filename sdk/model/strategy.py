@@ -34,10 +34,6 @@ class UpBlock:
     kind: BlockKind
     position: int
 
-    @property
-    def is_pixel_shuffle(self) -> bool:
-        return self.kind == "S"
-
 
 @dataclass(frozen=True)
 class Strategy:

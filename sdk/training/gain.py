@@ -199,25 +199,26 @@ def alignment_gain(crop_model, images: Sequence[np.ndarray], five_points: np.nda
                      np.array(per_face), len(five), int(repeats))
 
 
-def model_five_points(crop_model, images: Sequence[np.ndarray], detector=None,
-                      refine_passes: int = 1) -> tuple[list[np.ndarray], np.ndarray]:
-    """Five points of real photos from the model itself: IMAGE mode (detector, then
-    ``refine_passes`` passes re-aligned from the model's own five points;
-    :func:`facelm.runtime.tracking.detect_image`). The detector's best face per photo.
+def model_five_points(crop_model, images: Sequence[np.ndarray], detector=None, refine_passes: int = 1,
+                      max_faces: int = 1) -> tuple[list[np.ndarray], np.ndarray]:
+    """Five points of real photos from the model itself, as IMAGE mode finds them: the detector's
+    crop, then ``refine_passes`` passes re-aligned from the model's own five points
+    (:func:`facelm.runtime.tracking.refine`), for up to ``max_faces`` faces per photo (best first).
 
     Returns:
-        ``(kept_images, five)``: the images where a face was found and their (F, 5, 2) five points.
+        ``(face_images, five)``: one entry per face found (a photo with several faces repeats its
+        image) and their (F, 5, 2) five points in image pixels.
     """
     from facelm.detect import create_detector
-    from facelm.runtime.tracking import detect_image
+    from facelm.runtime.tracking import refine, to_image
 
     det = detector or create_detector()
     kept, fives = [], []
     for im in images:
-        r = detect_image(im, crop_model, det, refine_passes=refine_passes)
-        if r.landmarks is not None:
+        for face in det.detect(im)[: int(max_faces)]:
+            out, m = refine(im, crop_model, face.alignment(crop_model.input_size), refine_passes, {})
             kept.append(im)
-            fives.append(crop_model.layout.five_points(r.landmarks))
+            fives.append(crop_model.layout.five_points(to_image(out.crop, m)))
     return kept, np.array(fives, dtype=np.float64).reshape(-1, 5, 2)
 
 

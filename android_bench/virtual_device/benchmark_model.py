@@ -34,23 +34,17 @@ import time
 
 import numpy as np
 
+try:
+    from .procmem import rss_mb
+except ImportError:  # run as a script (the aarch64 stand-in, no facelm): the sibling file
+    from procmem import rss_mb  # type: ignore[no-redef]
+
 FLAGS = {
     "graph": "", "num_threads": "-1", "warmup_runs": "1", "num_runs": "50", "min_secs": "1",
     "max_secs": "150", "warmup_min_secs": "0.5", "run_delay": "-1", "use_xnnpack": "", "use_gpu": "false",
     "use_nnapi": "false", "use_hexagon": "false", "input_layer_value_files": "", "output_filepath": "",
     "report_peak_memory_footprint": "false", "enable_op_profiling": "false",
 }
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
 
 
 def _bool(v: str) -> bool:
@@ -350,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     print(f"Use xnnpack: [{int(xnnpack)}]")
     print(f"Loaded model {graph}")
-    rss0 = _rss_mb()
+    rss0 = rss_mb()
     t0 = time.perf_counter()
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
@@ -368,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"The input model file size (MB): {os.path.getsize(graph) / 1e6:g}")
     print(f"Initialized session in {init_us / 1000:.3f}ms.", flush=True)
     _log_machine(graph)
-    rss_init = _rss_mb()
+    rss_init = rss_mb()
 
     crash = os.environ.get("FACELM_VD_CRASH")
     if crash:
@@ -421,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_avg = statistics.fmean(warm) if warm else float("nan")
     print(f"Inference timings in us: Init: {init_us:.0f}, First inference: {first:.0f}, "
           f"Warmup (avg): {warm_avg:g}, Inference (avg): {statistics.fmean(meas):g}")
-    rss_end = _rss_mb()
+    rss_end = rss_mb()
     print("Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the "
           "actual memory footprint of the model at runtime. Take the information at your discretion.")
     print(f"Memory footprint delta from the start of the tool (MB): init={rss_init - rss0:g} "

@@ -25,7 +25,7 @@ sources, the aarch64 root of an arm64 device, and the CPU descriptions ``/proc/c
 ``/sys/devices/system/cpu`` that LiteRT's kernel selection reads) and a private ``/dev`` and ``/tmp``. So a
 command cannot read host files such as ``/etc/passwd`` nor write any host path outside
 the sandbox (``mkdir -p /some/host/path`` lands in the namespace's tmpfs). Push and pull
-(:mod:`.sync`) refuse paths whose real path leaves the sandbox (symlinks). What the
+(:mod:`.sync`, through :mod:`.paths`) refuse paths whose real path leaves the sandbox (symlinks). What the
 namespace does not hide: the network (the stand-in tvm_rpc serves on a loopback port the
 host forwards to) and other processes (no pid namespace: background servers must outlive
 the command that starts them). Where no namespace can be made, the device refuses to
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import queue
 import re
 import shlex
@@ -52,13 +51,14 @@ from pathlib import Path
 from facelm.errors import ConfigError, DeviceError
 
 from . import protocol as P
+from .paths import MAPPED_ROOTS
 from .profile import (REMOTE_TMP, DeviceProfile, build_sandbox, install_benchmark_model, install_tvm_rpc,
                       profile_for_arch, sandbox_env)
+from .sync import serve_sync
 
 log = logging.getLogger(__name__)
 
 FEATURES = ("shell_v2", "fixed_push_mkdir")
-MAPPED_ROOTS = ("data", "sys", "proc", "sdcard")
 _PATH_RE = re.compile(r"(?<![\w./~-])/(" + "|".join(MAPPED_ROOTS) + r")(?=/|\s|$|['\";:,)|&<>])")
 
 
@@ -85,17 +85,6 @@ class Faults:
     unauthorized: bool = False
     offline: bool = False
     crash: str | None = None
-
-
-def device_path(root: Path, remote: str) -> Path | None:
-    """Map an absolute device path to the sandbox; None when outside the mapped roots."""
-    if not remote.startswith("/"):
-        return None
-    norm = posixpath.normpath(remote)
-    parts = norm.lstrip("/").split("/")
-    if not parts or parts[0] not in MAPPED_ROOTS:
-        return None
-    return Path(root, *parts)
 
 
 # ----------------------------------------------------------------- adb key handshake
@@ -140,13 +129,6 @@ def verify_adb_signature(token: bytes, signature: bytes, key: tuple[int, int]) -
     return em == b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
 
 
-def confined(root: Path, local: Path) -> bool:
-    """True when ``local``'s real path (symlinks resolved) stays inside the sandbox ``root``."""
-    base = os.path.realpath(root)
-    real = os.path.realpath(local)
-    return real == base or real.startswith(base.rstrip("/") + "/")
-
-
 # --------------------------------------------------------------------------- the jail
 #: Host paths a jailed command sees read-only besides the sandbox (those that exist).
 _SYSTEM_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -186,6 +168,8 @@ def jail_argv(root: Path, cwd: Path, runtime: list[str]) -> list[str]:
             argv += ["--ro-bind", p, p]
     for p in runtime:
         argv += ["--ro-bind", p, p]
+    # the jail's own processes only (its pid namespace): the stand-ins read their memory in /proc/self/status
+    argv += ["--unshare-pid", "--proc", "/proc"]
     for p in _CPU_INFO:  # CPU detection of the stand-ins' kernels (XNNPACK): host numerics, as before
         argv += ["--ro-bind-try", p, p]
     real_root = os.path.realpath(root)
@@ -575,11 +559,6 @@ class VirtualDevice:
         for t in self._threads:
             t.join(timeout=2)
 
-    def drop_connections(self) -> None:
-        """Sever every current host connection (the cable was pulled)."""
-        for conn in list(self._conns):
-            conn.kill()
-
     def __enter__(self) -> "VirtualDevice":
         return self.start()
 
@@ -619,8 +598,6 @@ class VirtualDevice:
             elif service.startswith("exec:"):
                 self._shell(stream, service[5:], v2=False)
             elif service.startswith("sync:"):
-                from .sync import serve_sync
-
                 stream.accept()
                 serve_sync(self, stream)
                 stream.close()

@@ -17,17 +17,29 @@ import os
 import stat
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from .server import confined, device_path
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import Stream, VirtualDevice
+from .paths import confined, device_path
 
 REQ = struct.Struct("<4sI")
 STAT_V1 = struct.Struct("<4sIII")
 DENT = struct.Struct("<4sIIII")
 SYNC_DATA_MAX = 64 * 1024
+
+
+class Stream(Protocol):
+    """What the service needs of an adb stream (:class:`.server.Stream` is one)."""
+
+    def read_exact(self, n: int) -> bytes | None: ...
+
+    def write(self, data: bytes) -> bool: ...
+
+
+class VirtualDevice(Protocol):
+    """What the service needs of the device (:class:`.server.VirtualDevice` is one)."""
+
+    root: Path
+    faults: Any  # .server.Faults: storage_full, quota_bytes
 
 
 def _fail(stream: "Stream", message: str) -> None:

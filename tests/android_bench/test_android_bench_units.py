@@ -12,7 +12,8 @@ from facelm.android_bench.bench import bench, resolve_targets
 from facelm.android_bench.config import BenchOptions
 from facelm.android_bench.transfer import RemoteFiles
 from facelm.android_bench.virtual_device import DeviceProfile, protocol as P
-from facelm.android_bench.virtual_device.server import device_path, rewrite_command
+from facelm.android_bench.virtual_device.paths import device_path
+from facelm.android_bench.virtual_device.server import rewrite_command
 from facelm.errors import ConfigError, InputError
 
 pytestmark = pytest.mark.timeout(60)

@@ -168,7 +168,7 @@ def mixed_for_artifacts(folder: str | os.PathLike, keep_float: str | Sequence[st
     Example::
 
         from facelm.quantization.mixed import mixed_for_artifacts
-        res = mixed_for_artifacts("artifacts", "auto", drift_target=0.0005)
+        res = mixed_for_artifacts("artifacts", "auto")                    # to DEFAULT_DRIFT_TARGET
         res.kept, res.drift, res.reached      # res.model: the .tflite bytes
 
     Args:

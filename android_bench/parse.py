@@ -28,6 +28,12 @@ _STATS_RE = re.compile(r"count=(\d+)((?:[ \t]+\w+=" + _NUM + r")*)")  # one line
 _KV_RE = re.compile(r"(\w+)=" + _NUM)
 _SUMMARY_NEW = re.compile(r"(?<!Average )Inference timings in us:(.*)", re.I)
 _SUMMARY_OLD = re.compile(r"Average inference timings in us:(.*)", re.I)
+#: Summary line formats (newer, older): record key -> the line's field names tried in order.
+_SUMMARY_FORMATS = (
+    (_SUMMARY_NEW, {"init_ms": ("init",), "first_ms": ("first inference",), "warmup_avg_ms": ("warmup (avg)",),
+                    "avg_ms": ("inference (avg)",)}),
+    (_SUMMARY_OLD, {"init_ms": ("init",), "warmup_avg_ms": ("warmup",), "avg_ms": ("inference", "no stats")}),
+)
 _FIELD_RE = re.compile(r"([A-Za-z][A-Za-z ()]*?)\s*:\s*(" + _NUM[1:-1] + r"|no stats)")
 _MEM_RE = re.compile(r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\):\s*"
                      r"init=" + _NUM + r"\s+overall=" + _NUM, re.I)
@@ -79,23 +85,14 @@ def parse_benchmark_output(text: str) -> dict:
         if len(blocks) >= 2 and "first" in blocks[0]:
             # The very first inference is the first of the warmup block.
             out["first_ms"] = blocks[0]["first"] / 1000.0
-    m = None
-    for m in _SUMMARY_NEW.finditer(text):
-        pass
-    if m is not None:
-        f = _summary_fields(m.group(1))
-        _set_us(out, "init_ms", f.get("init"))
-        _set_us(out, "first_ms", f.get("first inference"))
-        _set_us(out, "warmup_avg_ms", f.get("warmup (avg)"))
-        _set_us(out, "avg_ms", f.get("inference (avg)"))
-    old = None
-    for old in _SUMMARY_OLD.finditer(text):
-        pass
-    if old is not None:
-        f = _summary_fields(old.group(1))
-        _set_us(out, "init_ms", f.get("init"))
-        _set_us(out, "warmup_avg_ms", f.get("warmup"))
-        _set_us(out, "avg_ms", f.get("inference") or f.get("no stats"))
+    for regex, names in _SUMMARY_FORMATS:  # the last line of each format wins; the older format last
+        m = None
+        for m in regex.finditer(text):
+            pass
+        if m is not None:
+            f = _summary_fields(m.group(1))
+            for key, tried in names.items():
+                _set_us(out, key, next((f[n] for n in tried if f.get(n)), None))
     if out["init_ms"] is None:
         s = _SESSION_RE.search(text)
         if s:

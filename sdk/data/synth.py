@@ -954,6 +954,16 @@ def _skin_texture(img: np.ndarray, rng: np.random.Generator, f: _Sketch, cfg: Sy
     roi[...] = cv2.multiply(roi, cv2.merge([gain, gain, gain]), dtype=cv2.CV_8U)
 
 
+def _draw_clipped_to_face(img: np.ndarray, f: _Sketch, draw) -> None:
+    """Run ``draw()`` (which paints into ``img``) and undo what it painted outside the face's
+    outline (contour + forehead): a far eye or brow behind a turned cheek stays hidden."""
+    before = img.copy()
+    draw()
+    outside = np.full(img.shape[:2], 255, np.uint8)
+    cv2.fillPoly(outside, [_fx(np.concatenate([f.lm[0:33], f.fh]))], 0, cv2.LINE_8, _SHIFT)
+    cv2.copyTo(before, outside, img)
+
+
 def _draw_nose_fill(img: np.ndarray, f: _Sketch) -> None:
     """The nose as a filled skin shape (hull of 51..65), so that it stands out of a turned face."""
     hull = cv2.convexHull(_fx(f.lm[51:66]))
@@ -1169,9 +1179,11 @@ def draw_face(rng: np.random.Generator, cfg: SynthConfig, p: FaceParams, pose: P
     light = _draw_head(img, rng, sketch)
     if cfg.p_skin_texture > 0 and rng.random() < cfg.p_skin_texture:
         _skin_texture(img, rng, sketch, cfg)
-    _draw_brows_and_eyes(img, rng, sketch)
     if cfg.silhouette_contour:
+        _draw_clipped_to_face(img, sketch, lambda: _draw_brows_and_eyes(img, rng, sketch))
         _draw_nose_fill(img, sketch)
+    else:
+        _draw_brows_and_eyes(img, rng, sketch)
     _draw_nose_and_mouth(img, rng, sketch, light)
     if p.tongue > 0:
         _draw_tongue(img, sketch)

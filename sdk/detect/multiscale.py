@@ -15,7 +15,7 @@ fills the frame (a 112x112 close-up). :class:`MultiScaleDetector` combines them:
    of interest (``roi_scale`` times its box, turned upright by the proposal's eye line; MediaPipe's
    detection-by-ROI). There the face fills about half the input, the short-range model's best
    case; a proposal is kept when this scores at least ``verify_score``, with the ROI's finer box and
-   keypoints. If the eye line is wrong (an upside-down face), the view's own upright angle is tried.
+   keypoints.
 3. **Turns.** When the first pass finds nothing, the views run again on the image turned by 90,
    180 and 270 degrees (the fallback pass). When it finds faces whose eye line says the photo is
    turned (median roll nearer a quarter turn than upright), that turn runs as well, so the other
@@ -77,13 +77,13 @@ class MultiScaleOptions:
             views one by one (a face that is tiny in the letterboxed whole is larger in its tile).
         tile_model: the model of the tile views.
         turns: quarter turns (1 = 90 degrees counter-clockwise on screen) tried when the upright
-            pass finds nothing; () disables the fallback.
+            pass finds nothing; () disables the fallback (:data:`FAST`).
         follow_turn: also run the quarter turn that the found faces' eye lines indicate.
         max_pixels: most pixels worked on (a bigger image is shrunk first).
     """
 
     views: tuple[View, ...] = (View("full_range", 1.0), View("short_range", 1.0))
-    proposal_score: float = 0.3
+    proposal_score: float = 0.4
     verify_score: float = 0.75
     roi_scale: float = 2.0
     nms_iou: float = 0.3
@@ -108,6 +108,10 @@ class MultiScaleOptions:
             raise InputError(f"tile_model must be one of {', '.join(MODELS)} and tile_aspect >= 1")
         if self.roi_scale <= 1.0 or self.max_proposals < 1 or self.max_pixels < 256:
             raise InputError("need roi_scale > 1, max_proposals >= 1 and max_pixels >= 256")
+
+
+#: No quarter-turn fallback: an empty frame costs one pass, not four (for frequent re-detection).
+FAST = MultiScaleOptions(turns=(), follow_turn=False)
 
 
 def turned_view(width: float, height: float, size: tuple[int, int], fill: float, turns: int) -> np.ndarray:
@@ -185,6 +189,7 @@ class MultiScaleDetector:
     def __init__(self, options: MultiScaleOptions | None = None, num_threads: int = 1,
                  model_dir: str | os.PathLike | None = None) -> None:
         self.options = options or MultiScaleOptions()
+        self.name = "multiscale_fast" if self.options == FAST else "multiscale"
         needed = {v.model for v in self.options.views} | {"short_range", self.options.tile_model}
         self._runners = {}
         for m in sorted(needed):
@@ -204,27 +209,22 @@ class MultiScaleDetector:
         c = Candidates.concat(parts)
         return weighted_nms(c.boxes, c.keypoints, c.scores, self.options.nms_iou)[: self.options.max_proposals]
 
-    def _verify(self, img: np.ndarray, box: np.ndarray, kps: np.ndarray, turns: int) -> Detection | None:
+    def _verify(self, img: np.ndarray, box: np.ndarray, kps: np.ndarray) -> Detection | None:
         """The short-range ROI detection confirming a proposal, or None."""
         o, short = self.options, self._runners["short_range"]
         centre = 0.5 * (box[:2] + box[2:])
         side = o.roi_scale * float(max(box[2] - box[0], box[3] - box[1]))
-        upright = turns * math.pi / 2  # eye line (in the image) of a face upright in the turned view
-        angles = [eye_angle(kps)]
-        if abs(math.remainder(angles[0] - upright, 2 * math.pi)) > math.radians(30):
-            angles.append(upright)
-        for a in angles:
-            c = short.candidates(img, roi_view(centre, side, a, short.size), o.verify_score)
-            found = weighted_nms(c.boxes, c.keypoints, c.scores, o.nms_iou)
-            best = max(found, key=lambda f: float(box_iou(box, f[0][None])[0]), default=None)
-            if best is not None and box_iou(box, best[0][None])[0] > 0.2:
-                return _detection(best[0], best[1], best[2], self.name)
-        return None
+        c = short.candidates(img, roi_view(centre, side, eye_angle(kps), short.size), o.verify_score)
+        found = weighted_nms(c.boxes, c.keypoints, c.scores, o.nms_iou)
+        best = max(found, key=lambda f: float(box_iou(box, f[0][None])[0]), default=None)
+        if best is None or box_iou(box, best[0][None])[0] <= 0.2:
+            return None
+        return _detection(best[0], best[1], best[2], self.name)
 
     def _pass(self, img: np.ndarray, turns: int) -> list[Detection]:
         out = []
         for box, kps, _ in self._proposals(img, turns):
-            d = self._verify(img, box, kps, turns)
+            d = self._verify(img, box, kps)
             if d is not None:
                 out.append(d)
         return out

@@ -69,3 +69,38 @@ def test_shipped_demo_checkpoint_is_labelled_small_and_accurate():
     gt = faces["landmarks_image"].astype(np.float64)
     boxes = np.concatenate([gt.min(axis=1), gt.max(axis=1)], axis=1)
     assert float(nme(pred, gt, JD106, boxes).mean()) < 0.04
+
+
+def test_fine_tune_starts_from_init_checkpoint_and_package_records_the_base(tmp_path):
+    """``init_checkpoint``: the run starts from those weights (lr ~0 keeps them); another model's
+    checkpoint is refused; the packaged card keeps the base checkpoint's card."""
+    from facelm.errors import ConfigError
+    from facelm.training import load_train_config
+    from facelm.training.trainer import train
+
+    data = tmp_path / "faces"
+    synth.write_jd_folder(data, 12, seed=5, size=112, progress=False)
+    cfg = load_config("tiny")
+    torch.manual_seed(123)
+    base = save_checkpoint(tmp_path / "base.pt", build_model(cfg), cfg, {})
+    run_cfg = load_train_config("tiny").replace(epochs=1, batch_size=8, val_fraction=0.25, workers=0, threads=1,
+                                                lr=1e-12, init_checkpoint=str(base))
+    res = train(run_cfg, data, tmp_path / "ft", progress=False)
+    tuned, _, extra = load_checkpoint(res.last)
+    ref = load_checkpoint(base)[0].state_dict()
+    convs = [k for k, v in ref.items() if k.endswith("weight") and v.ndim == 4]
+    assert convs and all(torch.allclose(tuned.state_dict()[k], ref[k], atol=1e-8) for k in convs)
+    assert extra["trainer"]["train_config"]["init_checkpoint"] == str(base)
+    # Without init_checkpoint the trainer starts from build_model under torch.manual_seed(seed=0).
+    torch.manual_seed(run_cfg.seed)
+    assert not torch.allclose(build_model(cfg).state_dict()[convs[0]], ref[convs[0]])
+    other = load_config("mnv2_0.25_dddd256")
+    wrong = save_checkpoint(tmp_path / "other.pt", build_model(other), other, {})
+    with pytest.raises(ConfigError, match="init_checkpoint"):
+        train(run_cfg.replace(init_checkpoint=str(wrong)), data, tmp_path / "bad", progress=False)
+    base_card = {"sha256": "ab" * 32, "commands": ["facelm train demo ..."], "heldout": {"faces": 1},
+                 "train_log": [{"epoch": 3}], "label": "dropped"}
+    doc = package(res.last, data, tmp_path / "demo.pt", tmp_path / "demo.json", progress=False,
+                  fine_tuned_from=base_card)
+    assert doc["fine_tuned_from"] == {k: base_card[k] for k in ("sha256", "commands", "heldout", "train_log")}
+    assert json.loads((tmp_path / "demo.json").read_text())["fine_tuned_from"]["sha256"] == "ab" * 32

@@ -30,8 +30,13 @@ DEFAULT_COMMANDS = [
 
 
 def package(checkpoint: str | os.PathLike, heldout: str | os.PathLike, out: Path = DEMO_CHECKPOINT,
-            card: Path = DEMO_CARD, commands: list[str] | None = None, progress: bool = True) -> dict:
-    """Evaluate ``checkpoint`` on ``heldout``, write the slim labelled checkpoint and the card. Returns the card."""
+            card: Path = DEMO_CARD, commands: list[str] | None = None, progress: bool = True,
+            fine_tuned_from: dict | None = None) -> dict:
+    """Evaluate ``checkpoint`` on ``heldout``, write the slim labelled checkpoint and the card. Returns the card.
+
+    ``fine_tuned_from``: the card of the checkpoint the run started from (its ``init_checkpoint``);
+    its sha256, commands, held-out figures and training log are kept under ``fine_tuned_from``.
+    """
     from facelm.model import load_checkpoint, save_checkpoint
     from facelm.training.evaluate import evaluate_checkpoint
 
@@ -59,6 +64,8 @@ def package(checkpoint: str | os.PathLike, heldout: str | os.PathLike, out: Path
                     "no_flip_test": summary["plain"], "flip_test": summary["flip"]},
         "train_log": history,
     }
+    if fine_tuned_from is not None:
+        doc["fine_tuned_from"] = {k: fine_tuned_from.get(k) for k in ("sha256", "commands", "heldout", "train_log")}
     atomic_write_text(card, json.dumps(doc, indent=2) + "\n")
     return doc
 
@@ -69,11 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout", required=True, help="held-out synthetic faces (JD folder)")
     ap.add_argument("--out", type=Path, default=DEMO_CHECKPOINT)
     ap.add_argument("--card", type=Path, default=DEMO_CARD)
+    ap.add_argument("--command", action="append", dest="commands",
+                    help="a command that made the checkpoint, for the card (repeat; default: the from-scratch demo's)")
+    ap.add_argument("--fine-tuned-from", type=Path, help="card (JSON) of the checkpoint the run started from")
     args = ap.parse_args(argv)
     try:
-        doc = package(args.checkpoint, args.heldout, args.out, args.card)
+        base = json.loads(args.fine_tuned_from.read_text(encoding="utf-8")) if args.fine_tuned_from else None
+        doc = package(args.checkpoint, args.heldout, args.out, args.card, args.commands, fine_tuned_from=base)
     except FacelmError as exc:
         print(f"package_demo: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # the --fine-tuned-from card: unreadable or not JSON
+        print(f"package_demo: error: --fine-tuned-from {args.fine_tuned_from}: {exc}", file=sys.stderr)
         return 2
     h = doc["heldout"]
     print(f"wrote {args.out} ({doc['size_bytes'] / 2**20:.2f} MB) and {args.card}: held-out NME "

@@ -17,8 +17,10 @@ Converter settings are onnx2tf 1.29's own (``TFLITE_BUILTINS_INT8`` + ``SELECT_T
 saved model onnx2tf writes, ``-qt`` as ``_experimental_disable_per_channel``). The int16x8
 variant goes through TensorFlow's older quantizer (which calibrates by itself), as in onnx2tf.
 
-SPEC keys: ``onnx`` (file in the working folder), ``out`` (folder), ``variants`` (names),
-``calib`` (``.npy``, NHWC float32 in [0, 1]), ``mean``/``std`` (3 floats each),
+SPEC keys: ``onnx`` (file in the working folder), ``out`` (folder), ``variants`` (one dict per
+wanted variant: ``name``, ``file``, ``precision``, ``weight_dtype``, ``io``, from the artifact
+catalogue through :func:`facelm.converters.tflite.worker_table`; this module restates none of
+it, and :func:`plan` decides how each is made from those fields alone), ``calib`` (``.npy``, NHWC float32 in [0, 1]), ``mean``/``std`` (3 floats each),
 ``quant_type``, ``param_replacement`` (file or ""). Each complete file is reported on stdout
 as ``facelm-variant NAME PATH SECONDS`` and by an empty marker file ``out/.NAME.done``, so
 the caller can use it while the other variants are still being made.
@@ -30,8 +32,31 @@ import os
 import sys
 import time
 
-SUFFIX = {"fp32": "float32", "fp16": "float16", "dynamic_int8": "dynamic_range_quant",
-          "int8": "integer_quant", "int8_io": "full_integer_quant", "int16x8": "integer_quant_with_int16_act"}
+#: How a variant is made: onnx2tf itself (float weights), dynamic-range quantization (int8
+#: weights, float activations), calibrated int8 (input/output of dtype ``io``), calibrated int16x8.
+KINDS = ("float", "dynamic", "calibrated", "int16")
+
+
+def _how(v: dict) -> str:
+    if v["weight_dtype"] != "int8":
+        return "float"
+    return {"fp32": "dynamic", "int8": "calibrated", "int16": "int16"}.get(v["precision"], "")
+
+
+def plan(variants: list[dict]) -> dict[str, list[dict]]:
+    """The wanted variants grouped by how they are made (:data:`KINDS`), in the order given.
+
+    Raises:
+        ValueError: a variant whose precision and weight dtype no group makes.
+    """
+    groups: dict[str, list[dict]] = {k: [] for k in KINDS}
+    for v in variants:
+        how = _how(v)
+        if not how:
+            raise ValueError(f"no way to make {v['name']!r} ({v['precision']} activations, "
+                             f"{v['weight_dtype']} weights)")
+        groups[how].append(v)
+    return groups
 
 
 def _say(name: str, path: str, t0: float) -> None:
@@ -43,19 +68,18 @@ def _say(name: str, path: str, t0: float) -> None:
 def main(spec_path: str) -> int:
     t0 = time.perf_counter()
     spec = json.loads(open(spec_path, encoding="utf-8").read())
-    wanted = list(spec["variants"])
+    groups = plan(spec["variants"])
     out = spec["out"]
     import numpy as np
     import onnx2tf
 
     onnx2tf.convert(input_onnx_file_path=spec["onnx"], output_folder_path=out, output_signaturedefs=True,
                     param_replacement_file=spec.get("param_replacement") or "", verbosity="error")
-    for name in ("fp32", "fp16"):
-        path = os.path.join(out, f"model_{SUFFIX[name]}.tflite")
-        if name in wanted and os.path.isfile(path):
-            _say(name, path, t0)
-    quant = [w for w in wanted if w not in ("fp32", "fp16")]
-    if not quant:
+    for v in groups["float"]:
+        path = os.path.join(out, v["file"])
+        if os.path.isfile(path):
+            _say(v["name"], path, t0)
+    if not any(groups[k] for k in KINDS if k != "float"):
         return 0
     import tensorflow as tf
     from tensorflow.lite.python import lite as tflite_lite
@@ -72,17 +96,16 @@ def main(spec_path: str) -> int:
         c._experimental_disable_per_channel = per_tensor  # noqa: SLF001 (onnx2tf's own setting)
         return c
 
-    def write(name: str, data: bytes) -> None:
-        path = os.path.join(out, f"model_{SUFFIX[name]}.tflite")
+    def write(v: dict, data: bytes) -> None:
+        path = os.path.join(out, v["file"])
         with open(path + ".tmp", "wb") as f:
             f.write(data)
         os.replace(path + ".tmp", path)
-        _say(name, path, t0)
+        _say(v["name"], path, t0)
 
-    if "dynamic_int8" in quant:
-        write("dynamic_int8", converter(False).convert())
-    integer = [w for w in quant if w in ("int8", "int8_io", "int16x8")]
-    if not integer:
+    for v in groups["dynamic"]:
+        write(v, converter(False).convert())
+    if not groups["calibrated"] and not groups["int16"]:
         return 0
     calib = np.load(spec["calib"]).astype(np.float32)
     mean = np.asarray(spec["mean"], np.float32).reshape(1, 1, 1, 3)
@@ -94,18 +117,17 @@ def main(spec_path: str) -> int:
         for i in range(calib.shape[0]):
             yield {key: tf.convert_to_tensor((calib[i:i + 1] - mean) / std, tf.float32)}
 
-    int8_io = [w for w in integer if w in ("int8", "int8_io")]
-    if int8_io:
+    if groups["calibrated"]:
         c = converter(True)
         c.representative_dataset = dataset
         c._experimental_calibrate_only = True  # noqa: SLF001 (TensorFlow's calibrate-once hook)
         calibrated = c.convert()
         print(f"facelm-calibrated {calib.shape[0]} {time.perf_counter() - t0:.1f}", flush=True)
-        for name in int8_io:
-            io = tf.int8 if name == "int8_io" else tf.float32
+        for v in groups["calibrated"]:
+            io = tf.int8 if v["io"] == "int8" else tf.float32
             q = tflite_lite._mlir_quantize(calibrated, per_tensor, input_data_type=io, output_data_type=io)  # noqa: SLF001
-            write(name, tflite_lite._deduplicate_readonly_buffers(q))  # noqa: SLF001 (as convert() does)
-    if "int16x8" in integer:
+            write(v, tflite_lite._deduplicate_readonly_buffers(q))  # noqa: SLF001 (as convert() does)
+    for v in groups["int16"]:
         c = converter(True)
         c.target_spec.supported_types = []
         c.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
@@ -113,7 +135,7 @@ def main(spec_path: str) -> int:
         c.representative_dataset = dataset
         c.inference_input_type = tf.float32
         c.inference_output_type = tf.float32
-        write("int16x8", c.convert())
+        write(v, c.convert())
     return 0
 
 

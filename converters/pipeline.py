@@ -709,11 +709,11 @@ def _tflite_entries(run: _Run, job) -> list[ArtifactEntry]:
 
 def _tflite_entry(run: _Run, name: str, src: Path) -> ArtifactEntry:
     """One TFLite variant: copied in, made NHWC, metadata embedded, evaluated as shipped."""
-    from facelm.converters.tflite import VARIANT_BY_NAME, count_ops, embed_metadata, ensure_nhwc_output
+    from facelm.converters.tflite import count_ops, embed_metadata, ensure_nhwc_output
     from facelm.runtime.tflite import TfliteRunner, dequantize
 
     cfg = run.cfg
-    kind, v = artifact_kind(name), VARIANT_BY_NAME[name]
+    kind = artifact_kind(name)
     dst = run.tmp / kind.file
     shutil.copyfile(src, dst)
     m = run.contract.model
@@ -740,7 +740,7 @@ def _tflite_entry(run: _Run, name: str, src: Path) -> ArtifactEntry:
         run.parity[name] = float(drift["max_abs"])
         p = {"max_abs": run.parity[name]}
     run.pending_latency[name] = (runner.invoke, runner.prepare(run.x_eval[:1]), cfg.latency_runs)
-    notes = f"{v.weights} weights, {v.activations} activations, {v.io} input/output; {cfg.quant_type}"
+    notes = f"{kind.weight_dtype} weights, {kind.precision} activations, {kind.io} input/output; {cfg.quant_type}"
     if rank > 4:
         notes += f"; WARNING: rank-{rank} tensors (the TFLite GPU delegate accepts rank <= 4)"
     log.info("  %s.tflite: drift mean %.4g on %d faces", name, float(drift["mean"]), len(run.x_eval))

@@ -3,8 +3,8 @@
 onnx2tf downloads a calibration sample file from the internet unless a file of that
 name is in its working directory, so :func:`run_onnx2tf` writes it (from our own
 calibration crops) into a fresh folder and runs onnx2tf there as a subprocess. One
-onnx2tf run with ``-oiqt`` gives every variant; :data:`VARIANTS` maps its file suffixes
-to our artifact names.
+onnx2tf run gives every variant; :data:`VARIANTS` are the catalogue's entries onnx2tf makes
+(:func:`facelm.artifacts.tflite_names`), each with the suffix of the file onnx2tf writes.
 """
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from facelm.artifacts import ArtifactKind, artifact_kind, tflite_names
 from facelm.errors import ConversionError
 from facelm.fileio import atomic_path
 from facelm.runtime.tflite import METADATA_NAME
@@ -32,28 +32,23 @@ log = logging.getLogger(__name__)
 ONNX2TF_SAMPLE_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One TFLite artifact: our name, onnx2tf's file suffix and what is quantized."""
-
-    name: str
-    suffix: str
-    weights: str
-    activations: str
-    io: str
-    optional: bool = False
-
-
-VARIANTS: tuple[Variant, ...] = (
-    Variant("fp32", "float32", "fp32", "fp32", "fp32"),
-    Variant("fp16", "float16", "fp16", "fp16", "fp32"),
-    Variant("dynamic_int8", "dynamic_range_quant", "int8", "float", "fp32"),
-    Variant("int8", "integer_quant", "int8", "int8", "fp32"),
-    Variant("int8_io", "full_integer_quant", "int8", "int8", "int8"),
-    Variant("int16x8", "integer_quant_with_int16_act", "int8", "int16", "fp32", optional=True),
-)
+#: The TFLite variants onnx2tf makes, in catalogue order (names, precisions, onnx2tf suffixes).
+VARIANTS: tuple[ArtifactKind, ...] = tuple(artifact_kind(n) for n in tflite_names())
 VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
 QUANT_TYPES = ("per-channel", "per-tensor")
+#: The ONNX copy onnx2tf converts; it names its outputs ``<stem>_<suffix>.tflite`` after it.
+ONNX2TF_INPUT = "model.onnx"
+
+
+def onnx2tf_file(kind: ArtifactKind) -> str:
+    """The file onnx2tf (or the worker) writes for ``kind`` in its output folder (``model_integer_quant.tflite``)."""
+    return f"{Path(ONNX2TF_INPUT).stem}_{kind.onnx2tf_suffix}.tflite"
+
+
+def worker_table(kinds: Sequence[ArtifactKind]) -> list[dict[str, str]]:
+    """What :mod:`facelm.converters.onnx2tf_worker` needs of each wanted variant (its spec's ``variants``)."""
+    return [{"name": k.name, "file": onnx2tf_file(k), "precision": k.precision, "weight_dtype": k.weight_dtype,
+             "io": k.io} for k in kinds]
 
 
 def _strip_ansi(text: str) -> str:
@@ -254,7 +249,7 @@ def start_onnx2tf(
         raise ConversionError(f"unknown TFLite variant(s) {unknown or wanted}; known: {[v.name for v in VARIANTS]}")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
-    model_copy = work / "model.onnx"
+    model_copy = work / ONNX2TF_INPUT
     shutil.copyfile(onnx_path, model_copy)
     calib_path = write_calibration_inputs(work, calib01)
     extra: list[str] = []
@@ -264,7 +259,8 @@ def start_onnx2tf(
             json.dumps({"format_version": 1, "operations": replacements}, indent=1), encoding="utf-8")
         extra = ["-prf", "param_replacement.json"]
     if one_calibration:
-        spec = {"onnx": model_copy.name, "out": "out", "variants": wanted, "calib": calib_path.name,
+        spec = {"onnx": model_copy.name, "out": "out", "variants": worker_table([VARIANT_BY_NAME[w] for w in wanted]),
+                "calib": calib_path.name,
                 "mean": [float(a) for a in mean], "std": [float(a) for a in std], "quant_type": quant_type,
                 "param_replacement": "param_replacement.json" if replacements else ""}
         (work / "worker.json").write_text(json.dumps(spec), encoding="utf-8")
@@ -272,7 +268,7 @@ def start_onnx2tf(
     else:  # the stock onnx2tf CLI: every variant, one calibration per integer variant
         as_list = lambda v: "[[[[" + ",".join(f"{float(a):.8g}" for a in v) + "]]]]"  # noqa: E731 (1,1,1,C) NHWC
         cmd = _onnx2tf_command() + ["-i", model_copy.name, "-o", "out", "-v", "error"] + extra
-        if any(VARIANT_BY_NAME[w].suffix not in ("float32", "float16") for w in wanted):
+        if any(VARIANT_BY_NAME[w].int8_weights for w in wanted):
             cmd += ["-oiqt", "-qt", quant_type, "-cind", input_name, calib_path.name, as_list(mean), as_list(std)]
     return Onnx2tfJob(cmd, work, [VARIANT_BY_NAME[w] for w in wanted], Path(onnx_path), timeout_s, progress_every_s,
                       threads)
@@ -281,7 +277,7 @@ def start_onnx2tf(
 class Onnx2tfJob:
     """A running onnx2tf conversion (see :func:`start_onnx2tf`)."""
 
-    def __init__(self, cmd: list[str], work: Path, expect: Sequence[Variant], onnx_path: Path, timeout_s: float,
+    def __init__(self, cmd: list[str], work: Path, expect: Sequence[ArtifactKind], onnx_path: Path, timeout_s: float,
                  every_s: float, threads: int | None = None) -> None:
         import threading
         import time
@@ -302,7 +298,7 @@ class Onnx2tfJob:
         self._thread.start()
 
     def _written(self) -> list[str]:
-        return [v.name for v in self.expect if (self.work / "out" / f"model_{v.suffix}.tflite").is_file()]
+        return [v.name for v in self.expect if (self.work / "out" / onnx2tf_file(v)).is_file()]
 
     def _progress(self, every_s: float) -> None:
         import time
@@ -328,10 +324,10 @@ class Onnx2tfJob:
         when the fp16 file exists (onnx2tf writes float32, closes it, then converts float16).
         """
         out = self.work / "out"
-        done = {v.name: out / f"model_{v.suffix}.tflite" for v in self.expect if (out / f".{v.name}.done").is_file()}
-        if "fp32" not in done and any(v.name == "fp32" for v in self.expect) and \
-                (out / "model_float16.tflite").is_file():
-            done["fp32"] = out / "model_float32.tflite"
+        done = {v.name: out / onnx2tf_file(v) for v in self.expect if (out / f".{v.name}.done").is_file()}
+        fp32, fp16 = artifact_kind("fp32"), artifact_kind("fp16")
+        if fp32.name not in done and fp32 in self.expect and (out / onnx2tf_file(fp16)).is_file():
+            done[fp32.name] = out / onnx2tf_file(fp32)
         return {n: p for n, p in done.items() if p.is_file()}
 
     def expired(self) -> bool:
@@ -365,7 +361,7 @@ class Onnx2tfJob:
         if self.proc.returncode != 0:
             raise ConversionError(f"{explain_onnx2tf_failure(log_text, self.onnx_path)} "
                                   f"(full log: {self.work / 'onnx2tf.log'})")
-        found = {v.name: self.work / "out" / f"model_{v.suffix}.tflite" for v in self.expect}
+        found = {v.name: self.work / "out" / onnx2tf_file(v) for v in self.expect}
         missing = [n for n, p in found.items() if not p.is_file()]
         if missing:
             raise ConversionError(f"onnx2tf finished but wrote no {missing} model; log: {self.work / 'onnx2tf.log'}")

@@ -1,8 +1,12 @@
 """The artifact catalogue: every file ``facelm convert`` can write, described once.
 
 Conversion, drift gates, the bench harness and the runtime derive what they need from
-:data:`CATALOGUE` (names, files, formats, precisions, platforms). No other module lists
-artifact names, and nothing chooses an artifact by a substring of its name.
+:data:`CATALOGUE` (names, files, formats, precisions, platforms, the file onnx2tf writes).
+No other module keeps a table of artifacts: the TFLite converter's variants
+(:data:`facelm.converters.tflite.VARIANTS`) are these entries, and its onnx2tf worker process
+gets their fields in its spec. Code that means one particular artifact names it through
+:func:`artifact_kind` or the constants below; nothing chooses an artifact by a substring of
+its name.
 
 Fields of one :class:`ArtifactKind`:
 
@@ -16,7 +20,9 @@ Fields of one :class:`ArtifactKind`:
 - ``platform``: where the file runs: ``any`` (TFLite/ONNX interpreters), ``host`` (this
   machine's CPU), ``linux-arm64`` (glibc aarch64), ``android-arm64``;
 - ``target_group``: what produces it: a ``facelm convert --targets`` value (``tflite``, ``tvm``, ``tvm_int8``...) or ``keep_float`` (``--keep-float``);
-- ``optional``: written only when asked for.
+- ``optional``: written only when asked for;
+- ``onnx2tf_suffix``: for the variants onnx2tf makes, the suffix of the file it writes
+  (``model_<suffix>.tflite``); empty for every other artifact.
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ class ArtifactKind:
     platform: str
     target_group: str
     optional: bool = False
+    onnx2tf_suffix: str = ""
     #: other (file, format) pairs the same artifact may take (a linked Android library).
     alternatives: tuple[tuple[str, str], ...] = ()
 
@@ -69,13 +76,18 @@ class ArtifactKind:
 
 CATALOGUE: tuple[ArtifactKind, ...] = (
     ArtifactKind("onnx", "model.onnx", "onnx", "fp32", "float32", "float32", "any", "onnx"),
-    ArtifactKind("fp32", "fp32.tflite", "tflite", "fp32", "float32", "float32", "any", "tflite"),
-    ArtifactKind("fp16", "fp16.tflite", "tflite", "fp16", "float16", "float32", "any", "tflite"),
-    ArtifactKind("dynamic_int8", "dynamic_int8.tflite", "tflite", "fp32", "int8", "float32", "any", "tflite"),
-    ArtifactKind("int8", "int8.tflite", "tflite", "int8", "int8", "float32", "any", "tflite"),
-    ArtifactKind("int8_io", "int8_io.tflite", "tflite", "int8", "int8", "int8", "any", "tflite"),
+    ArtifactKind("fp32", "fp32.tflite", "tflite", "fp32", "float32", "float32", "any", "tflite",
+                 onnx2tf_suffix="float32"),
+    ArtifactKind("fp16", "fp16.tflite", "tflite", "fp16", "float16", "float32", "any", "tflite",
+                 onnx2tf_suffix="float16"),
+    ArtifactKind("dynamic_int8", "dynamic_int8.tflite", "tflite", "fp32", "int8", "float32", "any", "tflite",
+                 onnx2tf_suffix="dynamic_range_quant"),
+    ArtifactKind("int8", "int8.tflite", "tflite", "int8", "int8", "float32", "any", "tflite",
+                 onnx2tf_suffix="integer_quant"),
+    ArtifactKind("int8_io", "int8_io.tflite", "tflite", "int8", "int8", "int8", "any", "tflite",
+                 onnx2tf_suffix="full_integer_quant"),
     ArtifactKind("int16x8", "int16x8.tflite", "tflite", "int16", "int8", "float32", "any", "tflite",
-                 optional=True),
+                 optional=True, onnx2tf_suffix="integer_quant_with_int16_act"),
     ArtifactKind("int8_mixed", "int8_mixed.tflite", "tflite", "int8", "int8", "float32", "any", "keep_float",
                  optional=True),
     ArtifactKind("tvm_host", "tvm/host.so", "tvm_so", "fp32", "float32", "float32", "host", "tvm"),

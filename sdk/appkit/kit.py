@@ -32,9 +32,9 @@ from typing import Sequence
 
 import numpy as np
 
-from facelm.fileio import atomic_dir
-
+from facelm.artifacts import DEFAULT_RUNTIME_ARTIFACT
 from facelm.errors import InputError
+from facelm.fileio import atomic_dir
 
 #: Landmarks of the C library must match the Python runtime's within this (image pixels).
 GOLDEN_LANDMARK_TOL_PX = 0.05
@@ -316,14 +316,15 @@ def _check_request(artifacts: Path, out: Path, force: bool) -> None:
         raise KitError(f"--out {out} would replace the artifact folder {artifacts}")
 
 
-def build_kit(artifacts: str | os.PathLike, out: str | os.PathLike, artifact: str = "int8", force: bool = False,
-              cases: int = 3, extra_cases: Sequence[tuple[str, np.ndarray, np.ndarray]] = ()) -> KitResult:
+def build_kit(artifacts: str | os.PathLike, out: str | os.PathLike, artifact: str = DEFAULT_RUNTIME_ARTIFACT,
+              force: bool = False, cases: int = 3, extra_cases: Sequence[tuple[str, np.ndarray, np.ndarray]] = ()) -> KitResult:
     """Write the app kit for one ``.tflite`` artifact of a converted folder.
 
     Args:
         artifacts: folder with ``manifest.json`` (``facelm convert`` output).
         out: kit folder to write (replaced only with ``force``).
-        artifact: manifest name of the ``.tflite`` to pack (``int8``, ``int8_io``, ``fp32``, ...).
+        artifact: manifest name of the ``.tflite`` to pack (default
+            :data:`facelm.artifacts.DEFAULT_RUNTIME_ARTIFACT`; any TFLite entry of the manifest).
         cases: number of synthetic golden faces (at least 1).
         extra_cases: more golden faces, ``(source label, (H, W, 3) uint8 RGB image, (5, 2) five points)``.
     Returns:

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     for f in ("face", "no face"):
         print(f"| {f} | " + " | ".join(f"{ms[(k, f)]:.1f}" for k in detectors) + " |")
     if a.landmarker:
-        print("\nLandmarker.detect (IMAGE mode) finds the face (both eye landmarks within 25 % of the IOD):\n")
+        print("\nLandmarker.detect (IMAGE mode) finds a face (its visible pupil landmarks within 25 % of the IOD):\n")
         print("| case | short-range detector | multiscale |\n|---|---|---|")
         print("\n".join(landmarker_check(a.landmarker, all_cases)))
     if a.memory:

@@ -242,6 +242,7 @@ def test_missing_scikit_image_is_a_clear_error(monkeypatch):
 
 
 def test_realistic_preset_is_deterministic_and_keeps_points_inside():
+    pytest.importorskip("skimage")  # the preset's real backgrounds and skin textures
     cfg = synth.SynthConfig.realistic(size=128)
     a_img, a_lm = synth.generate(12, seed=5, cfg=cfg, size=128)
     b_img, b_lm = synth.generate(6, seed=5, cfg=cfg, size=128, start=6)
@@ -260,3 +261,27 @@ def test_preset_and_config_checks():
         synth.SynthConfig(mouth_open_max=0.9)
     with pytest.raises(InputError, match="jpeg_quality"):
         synth.SynthConfig(jpeg_quality=(80, 20))
+
+
+def test_drawing_clipped_to_the_face_leaves_the_outside_alone():
+    p = _params(8)
+    pose = synth.Pose(yaw=60.0, pitch=10.0, roll=0.0, distance=8.0, width=0.6, offset=(0.0, 0.0))
+    lm, fh, unit = synth.place_face(p, pose, 128, silhouette=True)
+    sketch = synth._Sketch(lm, fh, unit, 0.0, p, np.array([200.0, 160.0, 140.0]), (40, 30, 20))
+    img = np.zeros((128, 128, 3), np.uint8)
+    synth._draw_clipped_to_face(img, sketch, lambda: img.fill(255))
+    inside = np.zeros((128, 128), np.uint8)
+    cv2.fillPoly(inside, [synth._fx(np.concatenate([lm[0:33], fh]))], 255, cv2.LINE_8, synth._SHIFT)
+    assert np.all(img[inside == 0] == 0) and np.all(img[inside == 255] == 255)
+
+
+def test_write_jd_folder_with_the_preset(tmp_path):
+    import json
+
+    cfg = synth.SynthConfig.realistic(p_real_background=0.0, p_skin_texture=0.0)
+    out = synth.write_jd_folder(tmp_path / "faces", 2, seed=4, size=96, cfg=cfg, progress=False)
+    meta = json.loads((out / "synth.json").read_text())
+    assert meta["config"]["silhouette_contour"] is True and meta["config"]["yaw"] == 60.0
+    _, lm = synth.sample(4, 1, dataclasses.replace(cfg, size=96))
+    lines = (out / "landmark" / "synth_4_0000001.jpg.txt").read_text().split()
+    np.testing.assert_allclose(np.array(lines[1:], float).reshape(106, 2), lm, atol=1e-4)

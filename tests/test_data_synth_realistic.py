@@ -285,3 +285,17 @@ def test_write_jd_folder_with_the_preset(tmp_path):
     _, lm = synth.sample(4, 1, dataclasses.replace(cfg, size=96))
     lines = (out / "landmark" / "synth_4_0000001.jpg.txt").read_text().split()
     np.testing.assert_allclose(np.array(lines[1:], float).reshape(106, 2), lm, atol=1e-4)
+
+
+@pytest.mark.parametrize("yaw,pitch,roll", [(40.0, 10.0, 12.0), (60.0, -30.0, -5.0)])
+def test_silhouette_contour_mirrors_through_the_layout_flip(yaw, pitch, roll):
+    """A symmetric face in a pose and its mirror pose (yaw and roll negated, offset mirrored):
+    flip_landmarks of the first is the second, silhouette contour included (1e-6 px)."""
+    from facelm.layouts import flip_landmarks
+
+    p = _params(9, asym=0.0, smile=0.0, blink_left=0.0, blink_right=0.0, gaze=(0.0, 0.0), mouth_open=0.2)
+    pose = synth.Pose(yaw=yaw, pitch=pitch, roll=roll, distance=7.0, width=0.6, offset=(6.0, -2.0))
+    twin = dataclasses.replace(pose, yaw=-yaw, roll=-roll, offset=(-6.0, -2.0))
+    lm, _, _ = synth.place_face(p, pose, 200, silhouette=True)
+    twin_lm, _, _ = synth.place_face(p, twin, 200, silhouette=True)
+    np.testing.assert_allclose(flip_landmarks(lm, 200, JD106), twin_lm, atol=1e-6)

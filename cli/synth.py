@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from facelm.data.synth import write_jd_folder
+from facelm.data.synth import PRESETS, SynthConfig, write_jd_folder
 
 from ._args import defaults_of
 
@@ -21,12 +21,16 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> argp
     p.add_argument("--size", type=int, default=d["size"], help="image side in pixels")
     p.add_argument("--workers", type=int, default=d["workers"], help="processes")
     p.add_argument("--quality", type=int, default=d["quality"], help="JPEG quality")
+    p.add_argument("--preset", choices=PRESETS, default=PRESETS[0],
+                   help="face distribution: the default renderer, or 'realistic' (pose to 60 degrees yaw, "
+                        "expressions, occluders, real backgrounds; SynthConfig.realistic)")
     p.set_defaults(func=drive)
     return p
 
 
 def drive(args: argparse.Namespace) -> int:
-    out = write_jd_folder(args.out, args.count, seed=args.seed, size=args.size,
+    cfg = SynthConfig.preset(args.preset, size=args.size)
+    out = write_jd_folder(args.out, args.count, seed=args.seed, size=args.size, cfg=cfg,
                           workers=args.workers, quality=args.quality)
-    print(f"wrote {args.count} synthetic faces to {out}")
+    print(f"wrote {args.count} synthetic faces ({args.preset}) to {out}")
     return 0

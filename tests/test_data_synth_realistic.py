@@ -3,6 +3,7 @@ expressions, occluders and degradations keep the ground truth exact."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import cv2
@@ -299,3 +300,18 @@ def test_silhouette_contour_mirrors_through_the_layout_flip(yaw, pitch, roll):
     lm, _, _ = synth.place_face(p, pose, 200, silhouette=True)
     twin_lm, _, _ = synth.place_face(p, twin, 200, silhouette=True)
     np.testing.assert_allclose(flip_landmarks(lm, 200, JD106), twin_lm, atol=1e-6)
+
+
+def test_presets_by_name_and_the_cli_flag(tmp_path):
+    from facelm.cli import main
+    from facelm.data.synth import PRESETS
+
+    SynthConfig = synth.SynthConfig
+    assert SynthConfig.preset("realistic", size=64) == SynthConfig.realistic(size=64)
+    assert SynthConfig.preset("default") == SynthConfig()
+    with pytest.raises(InputError, match="unknown synthetic preset 'nope'"):
+        SynthConfig.preset("nope")
+    assert main(["synth", str(tmp_path / "r"), "--count", "2", "--size", "64", "--preset", "realistic"]) == 0
+    written = json.loads((tmp_path / "r" / "synth.json").read_text())["config"]
+    assert written["yaw"] == 60.0 and written["silhouette_contour"] is True and written["size"] == 64
+    assert set(PRESETS) == {"default", "realistic"}

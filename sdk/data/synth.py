@@ -160,6 +160,13 @@ class SynthConfig:
         )
         return cls(**{**base, **overrides})
 
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "SynthConfig":
+        """A named preset (:data:`PRESETS`): ``default`` or ``realistic``; ``overrides`` replace fields."""
+        if name not in PRESETS:
+            raise InputError(f"unknown synthetic preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls.realistic(**overrides) if name == "realistic" else cls(**overrides)
+
     def __post_init__(self) -> None:
         if int(self.size) < 32:
             raise InputError(f"synthetic image size must be at least 32 px, got {self.size}")
@@ -181,6 +188,10 @@ class SynthConfig:
 
 
 # ---------------------------------------------------------------------------- face model
+
+
+#: Names accepted by :meth:`SynthConfig.preset` and ``facelm synth --preset``.
+PRESETS = ("default", "realistic")
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,8 @@ def test_photo_turn_and_merge():
     up = _face((0, 0, 10, 10), [[2, 5], [8, 5]])
     ccw = _face((0, 0, 10, 10), [[5, 8], [5, 2]])  # a face in a photo turned by np.rot90 (k=1)
     assert photo_turn([up]) == 0 and photo_turn([ccw, ccw, up]) == 3 and photo_turn([_face((0, 0, 1, 1), [[8, 5], [2, 5]])]) == 2
+    upside_down = [_face((0, 0, 1, 1), [[8, 5 + d], [2, 5 - d]]) for d in (0.5, -0.5, 0.3)]  # +-175 degrees
+    assert photo_turn(upside_down) == 2
     merged = merge([up, _face((1, 0, 11, 10), [[3, 5], [9, 5]], 0.3), _face((50, 50, 60, 60), [[52, 55], [58, 55]], 0.5)], 0.3)
     assert [round(d.score, 3) for d in merged] == [0.9, 0.5]
     np.testing.assert_allclose(merged[0].box, [0.25, 0, 10.25, 10], atol=1e-12)  # score-weighted mean

@@ -18,8 +18,8 @@ fills the frame (a 112x112 close-up). :class:`MultiScaleDetector` combines them:
    keypoints.
 3. **Turns.** When the first pass finds nothing, the views run again on the image turned by 90,
    180 and 270 degrees (the fallback pass). When it finds faces whose eye line says the photo is
-   turned (median roll nearer a quarter turn than upright), that turn runs as well, so the other
-   faces of a turned group photo are found too.
+   turned (most eye lines nearer a quarter turn than upright), that turn runs as well, so the
+   other faces of a turned group photo are found too.
 
 Detections carry the short-range keypoints (both eyes, nose tip, mouth centre; ears in
 ``extra``) in image pixels; for a turned face the names follow the same physical points as in an
@@ -244,10 +244,10 @@ class MultiScaleDetector:
 
 
 def photo_turn(faces: list[Detection]) -> int:
-    """Quarter turns (as in :func:`turned_view`) that would make these faces upright: 0..3, from
-    the median of their eye-line angles."""
-    roll = float(np.median([eye_angle(d.points[:2]) for d in faces]))
-    return int(round(roll / (math.pi / 2))) % 4
+    """Quarter turns (as in :func:`turned_view`) that would make these faces upright: 0..3, the
+    most common nearest quarter of their eye-line angles (ties: the fewest turns)."""
+    quarters = [int(round(eye_angle(d.points[:2]) / (math.pi / 2))) % 4 for d in faces]
+    return int(np.argmax(np.bincount(quarters, minlength=4)))
 
 
 def merge(faces: list[Detection], iou: float) -> list[Detection]:

@@ -120,14 +120,15 @@ def variants(base: list[Case]) -> list[Case]:
     """Harder views of the photos, labels carried through (only for photos present in ``base``).
 
     - ``grace_hopper:closeup``: cropped so her face fills the frame (short-range's blind spot);
-    - ``astronaut:rot90``, ``obama:rot270``, ``group:rot180``: quarter turns of the whole photo;
+    - ``astronaut:rot90``, ``obama:rot270``, ``group:rot90``, ``group:rot180``: quarter turns of
+      the whole photo;
     - ``tom_hanks:rot90``: the grayscale close-up turned as well.
     """
     by = {c.name: c for c in base}
     out = []
     if "grace_hopper" in by:
         out.append(Case("grace_hopper:closeup", *_crop(by["grace_hopper"].image, by["grace_hopper"].faces, 170, 140, 375, 345)))
-    for name, k in (("astronaut", 1), ("obama", 3), ("group", 2), ("tom_hanks", 1)):
+    for name, k in (("astronaut", 1), ("obama", 3), ("group", 1), ("group", 2), ("tom_hanks", 1)):
         if name in by:
             out.append(Case(f"{name}:rot{90 * k}", *_rot90(by[name].image, by[name].faces, k)))
     return out

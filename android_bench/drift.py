@@ -5,7 +5,8 @@ hashes checked): input/output tensor specs, the model spec (stride, K), the norm
 the decode parameters. Landmarks come from :func:`facelm.postprocess.output_to_landmarks`, the
 same function conversion and the runtime use. The figures are stored under the record key
 ``drift_vs_host`` (reference ``host_fp32_tflite``), distinct from the conversion's
-``drift_vs_torch``.
+``drift_vs_torch``; like it, the landmark drift is in pixels and in fractions of the template
+inter-pupil distance (:func:`facelm.quantization.drift.drift_scale`), never of a prediction.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ class DriftPlan:
         if ref_hm.shape != test_hm.shape:
             raise InputError(f"device heatmaps {test_hm.shape} and reference {ref_hm.shape} differ in shape")
         rep, _ = drift_report(ref_hm, test_hm, self.landmarks(ref_raw, ref_spec), self.landmarks(raw, spec),
-                              self.manifest.layout.name, gt_landmarks=self.gt, reference="host_fp32_tflite")
+                              self.manifest.contract, gt_landmarks=self.gt, reference="host_fp32_tflite")
         d = rep.to_dict()
         d.update(reference_artifact=self.reference.name, samples=int(test_hm.shape[0]), source=self.source)
         return d

@@ -242,7 +242,7 @@ def report(results: Path, out_dir: Path | None = None, compare: Path | None = No
     plot = plot_latency(base, out_dir / "latency.png", other)
     title = f"facelm bench: {Path(results).name}" + (f" vs {Path(compare).name}" if compare else "")
     if fmt == "md":
-        text = f"# {title}\n\nLatency in ms; memory in MB; nme_drift_vs_host is the device-vs-host landmark drift (NME against the host fp32 TFLite), a fraction of the face size.{EMULATED_NOTE if any(map(is_emulated, base_recs)) else ''}\n\n" \
+        text = f"# {title}\n\nLatency in ms; memory in MB; nme_drift_vs_host is the device-vs-host landmark drift (mean landmark distance from the host fp32 TFLite's), a fraction of the template inter-pupil distance.{EMULATED_NOTE if any(map(is_emulated, base_recs)) else ''}\n\n" \
                + markdown(header, body) + (f"\n![latency](latency.png)\n" if plot else "") + ops_md
         path = out_dir / "report.md"
     else:

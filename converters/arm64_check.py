@@ -14,7 +14,8 @@ Two stages of :func:`facelm.converters.pipeline.convert`, run only with ``arm64_
   runtime, on the first :data:`ARM64_FACES` evaluation faces:
 
   - each TFLite entry gets ``checks["arm64_emulated"]``: max |arm64 - host| of the
-    (dequantized) outputs and the landmark drift arm64 vs host (NME), recorded even when
+    (dequantized) outputs and the landmark drift arm64 vs host (fraction of the template
+    inter-pupil distance, and pixels), recorded even when
     zero (XNNPACK's int8 kernels are expected to be bit-exact across ISAs: checked, not
     assumed);
   - ``tvm_linux_arm64`` gets its ``parity`` and ``drift_vs_torch`` against torch fp32
@@ -192,13 +193,16 @@ def _host_tvm_heatmaps(run: "_Run", entries: list[ArtifactEntry], n: int) -> np.
 
 def _vs_host(run: "_Run", hm_host: np.ndarray, hm_arm: np.ndarray, lms_host: np.ndarray, lms_arm: np.ndarray,
              raw_host: np.ndarray | None = None, raw_arm: np.ndarray | None = None) -> dict:
-    """max |arm64 - host| of the float outputs, bit-exactness, and the landmark drift arm64 vs host (NME)."""
-    from facelm.quantization.drift import landmark_drift
+    """max |arm64 - host| of the float outputs, bit-exactness, and the landmark drift arm64 vs host
+    (fraction of the template inter-pupil distance, and pixels)."""
+    from facelm.quantization.drift import drift_scale, landmark_drift
 
-    per_img = landmark_drift(lms_host, lms_arm, run.contract.layout.name)[0]
+    scale = drift_scale(run.contract)
+    per_img = landmark_drift(lms_host, lms_arm, scale)[0]
+    mean, mx = float(per_img.mean()), float(per_img.max())
     d = {"max_abs_vs_host": float(np.abs(np.asarray(hm_arm, np.float64) - np.asarray(hm_host, np.float64)).max()),
          "bit_exact": bool(np.array_equal(raw_arm, raw_host) if raw_host is not None else np.array_equal(hm_arm, hm_host)),
-         "drift_vs_host": {"mean": float(per_img.mean()), "max": float(per_img.max())}}
+         "drift_vs_host": {"mean": mean, "max": mx, "mean_px": mean * scale, "max_px": mx * scale}}
     if raw_host is not None and np.issubdtype(raw_host.dtype, np.integer):
         d["max_lsb_vs_host"] = int(np.abs(raw_arm.astype(np.int64) - raw_host.astype(np.int64)).max())
     return d
@@ -232,8 +236,8 @@ def report_section(manifest) -> list[str]:
     lines = ["## arm64 (emulated)", "",
              f"Ran on aarch64 instructions under qemu-user (emulated CPU {checked[0].checks[CHECK_KEY].get('cpu')}, "
              f"{checked[0].checks[CHECK_KEY]['faces']} evaluation faces): numerics are those of an arm64 CPU; emulated time is not latency and is not reported. "
-             "Max |Δ|: largest difference of the (dequantized) outputs, arm64 vs this host; drift: mean NME "
-             "between the landmarks decoded from both.", ""]
+             "Max |Δ|: largest difference of the (dequantized) outputs, arm64 vs this host; drift: mean distance "
+             "between the landmarks decoded from both, in % of the template inter-pupil distance.", ""]
     for a in checked:
         c = a.checks[CHECK_KEY]
         line = f"- **{a.name}** ({c['runtime']}): {report_cell(a)}"

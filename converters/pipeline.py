@@ -38,6 +38,7 @@ from facelm.runtime.manifest import (ArtifactEntry, LayoutSpec, Manifest, ModelC
                                      TensorSpec, artifact_entry_for, write_manifest)
 
 from facelm.quantization.drift import GateConfig
+from facelm.quantization.mixed import DEFAULT_DRIFT_TARGET
 
 log = logging.getLogger("facelm.convert")
 
@@ -101,7 +102,7 @@ class ConvertConfig:
     tvm_eval_faces: int = 8
     tvm_tuning_db: str | None = None
     keep_float: str | None = None  # int8_mixed: "auto" or NAME,NAME (facelm.quantization.mixed)
-    drift_target: float = 0.0005  # int8_mixed: mean drift vs torch that "auto" aims for
+    drift_target: float = DEFAULT_DRIFT_TARGET  # int8_mixed: mean drift vs torch "auto" aims for (template-IPD fraction)
     arm64_check: bool = False  # run the artifacts on aarch64 under qemu + write tvm_linux_arm64 (converters.arm64_check)
 
     def validate(self) -> None:
@@ -296,8 +297,9 @@ class _Run:
     gt: np.ndarray | None
     latency: dict[str, float] = field(default_factory=dict)
     parity: dict[str, float] = field(default_factory=dict)
+    #: (n,) own NME vs ground truth and (n,) drift vs the reference per artifact, on its first n faces
     own_nmes: dict[str, np.ndarray] = field(default_factory=dict)
-    drift_nmes: dict[str, np.ndarray] = field(default_factory=dict)
+    drifts: dict[str, np.ndarray] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     #: latencies measured once no background conversion competes for the CPU: name -> (fn, x, runs)
     pending_latency: dict[str, tuple[Any, np.ndarray, int]] = field(default_factory=dict)
@@ -319,15 +321,17 @@ class _Run:
         return output_to_landmarks(raw, output, self.contract.model, self.contract.decode).crop
 
     def drift(self, name: str, heatmaps: np.ndarray, landmarks: np.ndarray) -> dict:
-        """Drift of artifact ``name`` vs torch fp32 (manifest key ``drift_vs_torch``); keeps its NMEs for the report."""
-        from facelm.quantization.drift import drift_report, landmark_drift
+        """Drift of artifact ``name`` vs the fp32 reference (manifest key ``drift_vs_torch``), normalised
+        by the contract's template (:func:`facelm.quantization.drift.drift_scale`); keeps the per-image
+        drift and own NME for the report."""
+        from facelm.quantization.drift import drift_report, drift_scale, landmark_drift
 
         n = len(heatmaps)  # an artifact may be evaluated on the first n faces only (untuned TVM)
         gt = None if self.gt is None else self.gt[:n]
-        rep, own = drift_report(self.ref_hm[:n], heatmaps, self.ref_lms[:n], landmarks, self.contract.layout.name,
+        rep, own = drift_report(self.ref_hm[:n], heatmaps, self.ref_lms[:n], landmarks, self.contract,
                                 gt, reference=f"{self.lm.reference_name}_fp32")
-        self.drift_nmes[name] = landmark_drift(self.ref_lms[:n], landmarks, self.contract.layout.name)[0]
-        if own is not None and n == len(self.ref_hm):
+        self.drifts[name] = landmark_drift(self.ref_lms[:n], landmarks, drift_scale(self.contract))[0]
+        if own is not None:
             self.own_nmes[name] = own
         d = rep.to_dict()
         if n != len(self.ref_hm):
@@ -364,7 +368,7 @@ def _convert_into(cfg: ConvertConfig, tmp: Path, out: Path) -> ConvertResult:
                 job = _start_tflite(cfg, prep, Path(work), threads=share)
         threads_before = _set_torch_threads(share if job is not None else None)
         try:
-            with stages.stage(f"{lm.reference_name} fp32 reference + onnxruntime parity"):
+            with stages.stage(f"{lm.reference_name} fp32 reference" + (" + onnxruntime parity" if lm.model is not None else "")):
                 run = _prepare_run(cfg, tmp, lm, prep)
                 entries += _onnx_stage(run, onnx_path)
             if do_tvm:
@@ -491,18 +495,23 @@ def model_contract(lm: LoadedModel) -> ModelContract:
 
 
 def _onnx_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
-    """``model.onnx``: onnxruntime parity and drift (an ONNX source's reference is this run itself)."""
+    """``model.onnx``: onnxruntime parity and drift against torch. An ONNX source's reference *is*
+    onnxruntime running this file: nothing is compared with itself (no parity, no drift)."""
     from facelm.converters import onnx_export as ox
 
     m = run.contract.model
-    ort_hm = ox.onnx_heatmaps(onnx_path, run.x_eval) if run.lm.model is not None else run.ref_hm
-    run.parity["onnx"] = ox.max_abs_diff(run.ref_hm, ort_hm)
     out = TensorSpec(m.output_name, (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32")
-    log.info("  onnx parity: max |%s - onnxruntime| = %.3g", run.lm.reference_name, run.parity["onnx"])
-    return [artifact_entry_for(
-        run.tmp, "onnx", input=TensorSpec(m.input_name, run.input_shape, "NCHW", "float32"), output=out,
-        op_counts=_onnx_op_counts(onnx_path), max_tensor_rank=_onnx_max_rank(onnx_path),
-        parity={"max_abs": run.parity["onnx"]}, drift_vs_torch=run.drift("onnx", ort_hm, run.landmarks(ort_hm, out)))]
+    common = dict(input=TensorSpec(m.input_name, run.input_shape, "NCHW", "float32"), output=out,
+                  op_counts=_onnx_op_counts(onnx_path), max_tensor_rank=_onnx_max_rank(onnx_path))
+    if run.lm.model is None:
+        log.info("  onnx: the source ONNX file is the fp32 reference (onnxruntime): no parity or drift against itself")
+        return [artifact_entry_for(run.tmp, "onnx", **common,
+                                   notes="the fp32 reference (onnxruntime runs this file): no parity or drift against itself")]
+    ort_hm = ox.onnx_heatmaps(onnx_path, run.x_eval)
+    run.parity["onnx"] = ox.max_abs_diff(run.ref_hm, ort_hm)
+    log.info("  onnx parity: max |torch - onnxruntime| = %.3g on %d faces", run.parity["onnx"], len(ort_hm))
+    return [artifact_entry_for(run.tmp, "onnx", **common, parity={"max_abs": run.parity["onnx"]},
+                               drift_vs_torch=run.drift("onnx", ort_hm, run.landmarks(ort_hm, out)))]
 
 
 def _tvm_host_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
@@ -515,7 +524,7 @@ def _tvm_host_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
     run.relax_module = tv.import_onnx(onnx_path, run.input_shape)
     b = tv.compile_host(onnx_path, run.tmp / kind.file, run.input_shape, trials=cfg.tvm_trials,
                         mod=run.relax_module, work_dir=cfg.tvm_tuning_db)
-    tuned = bool(cfg.tvm_trials or cfg.tvm_tuning_db)
+    tuned = bool(cfg.tvm_trials or cfg.tvm_tuning_db or b.database)
     runner = tv.TvmRunner(b.path)
     # an untuned module is slow (~1.5 s a face on the paper model): a few faces give its parity
     # (still gated) and drift; a tuned one runs every evaluation face
@@ -531,9 +540,9 @@ def _tvm_host_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
         output=out, op_counts=b.op_counts,
         parity={"max_abs": run.parity["tvm_host"]},
         drift_vs_torch=run.drift("tvm_host", tvm_hm, run.landmarks(tvm_hm, out)),
-        notes=(f"MetaSchedule trials: {cfg.tvm_trials}{f', database {Path(cfg.tvm_tuning_db).name}' if cfg.tvm_tuning_db else ''}; "
+        notes=(f"MetaSchedule trials: {cfg.tvm_trials}{f', database {Path(cfg.tvm_tuning_db).name if cfg.tvm_tuning_db else b.database}' if cfg.tvm_tuning_db or b.database else ''}; "
                f"{b.tuned_kernels} kernels with tuned schedules; weights prepacked except conv2d_transpose"
-               if tuned else f"untuned; parity and drift on {n} of {len(run.x_eval)} evaluation faces"))]
+               if tuned else f"untuned ({b.note}); parity and drift on {n} of {len(run.x_eval)} evaluation faces"))]
 
 
 def _tvm_android_stage(run: _Run, onnx_path: Path) -> list[ArtifactEntry]:
@@ -561,7 +570,7 @@ def _tvm_int8_stage(run: _Run) -> list[ArtifactEntry]:
     on the same faces (a gate), and its parity against int8 TFLite is reported.
     """
     from facelm.converters import tvm as tv
-    from facelm.quantization.drift import landmark_drift
+    from facelm.quantization.drift import drift_scale, landmark_drift
 
     cfg, m = run.cfg, run.contract.model
     mod = tv.import_tflite_int8(run.tmp / artifact_kind("int8").file)
@@ -577,11 +586,12 @@ def _tvm_int8_stage(run: _Run) -> list[ArtifactEntry]:
     lms = run.landmarks(raw, out)
     drift = run.drift("tvm_int8", hm, lms)
     ref8 = run.artifact_lms["int8"][:n]
-    int8_drift = float(landmark_drift(run.ref_lms[:n], ref8, run.contract.layout.name)[0].mean())
-    vs_tflite = landmark_drift(ref8, lms, run.contract.layout.name)[0]
+    scale = drift_scale(run.contract)
+    int8_drift = float(landmark_drift(run.ref_lms[:n], ref8, scale)[0].mean())
+    vs_tflite = landmark_drift(ref8, lms, scale)[0]
     parity = {"vs_int8_tflite_heatmap_max_abs": float(np.abs(hm - run.artifact_hm["int8"][:n]).max()),
-              "vs_int8_tflite_landmark_nme_mean": float(vs_tflite.mean()),
-              "vs_int8_tflite_landmark_nme_max": float(vs_tflite.max()),
+              "vs_int8_tflite_landmark_drift_mean": float(vs_tflite.mean()),
+              "vs_int8_tflite_landmark_drift_max": float(vs_tflite.max()),
               "int8_tflite_drift_mean_same_faces": int8_drift,
               "drift_ratio_vs_int8_tflite": float(drift["mean"]) / int8_drift if int8_drift > 0 else None,
               "faces": n}
@@ -622,8 +632,9 @@ def _publish_manifest(run: _Run, entries: list[ArtifactEntry], timings: dict[str
                "int8_drift_mean": cfg.gates.int8_drift_mean},
         data={"calibration": {"source": str(cfg.calib), "count": len(run.calib)},
               "evaluation": {"source": str(cfg.calib), "count": len(run.evals)}})
-    write_report(run.tmp, manifest, run.latency, run.own_nmes, run.drift_nmes, timings, run.warnings,
-                 eval_source=run.evals.source, calib_source=run.calib.source, ref_own_nme=_ref_own(run))
+    write_report(run.tmp, manifest, run.latency, run.own_nmes, run.drifts, timings, run.warnings,
+                 eval_source=run.evals.source, calib_source=run.calib.source, ref_own_nme=_ref_own(run),
+                 reference=f"{run.lm.reference_name} fp32")
     write_manifest(manifest, run.tmp)
     return manifest, failures
 
@@ -709,7 +720,7 @@ def _tflite_entries(run: _Run, job) -> list[ArtifactEntry]:
 
 def _tflite_entry(run: _Run, name: str, src: Path) -> ArtifactEntry:
     """One TFLite variant: copied in, made NHWC, metadata embedded, evaluated as shipped."""
-    from facelm.converters.tflite import count_ops, embed_metadata, ensure_nhwc_output
+    from facelm.converters.tflite import count_ops, embed_metadata, ensure_nhwc_output, fuse_activations
     from facelm.runtime.tflite import TfliteRunner, dequantize
 
     cfg = run.cfg
@@ -719,6 +730,8 @@ def _tflite_entry(run: _Run, name: str, src: Path) -> ArtifactEntry:
     m = run.contract.model
     if ensure_nhwc_output(dst, (1, m.num_keypoints) + tuple(m.heatmap_size)):
         log.info("  %s: onnx2tf left the heatmaps NCHW; appended one TRANSPOSE to NHWC", name)
+    if fuse_activations(dst):  # a lone int8 RELU splits the XNNPACK graph (converters/tflite.py)
+        log.info("  %s: fused RELU ops into the convolutions before them", name)
     runner = TfliteRunner(dst, num_threads=1)
     meta = dict(run.contract.to_dict(), tools=run.tools,
                 artifact=dict(kind.to_dict(), name=name, quant_type=cfg.quant_type,

@@ -21,25 +21,90 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
 
 
-def artifact_table(manifest: Manifest, latency: Mapping[str, float]) -> str:
-    """Markdown table: file, size, latency, PSNR, drift mean/p95/max, own NME/AUC/FR, ops."""
-    rows = ["| artifact | file | size | host latency (1 thread, median) | PSNR (dB) | drift vs torch mean | p95 | max | NME | AUC@0.08 | FR@0.08 |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    if "torch" in latency:
-        rows.append(f"| torch fp32 (reference) | – | – | {latency['torch']:.2f} ms | – | – | – | – | – | – | – |")
+def _pct(v, digits: int = 3) -> str:
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.{digits}f}%"
+
+
+def _own_cells(nmes: np.ndarray | None) -> str:
+    """``NME | AUC@0.08 | FR@0.08`` cells of (n,) per-image NMEs (dashes without ground truth)."""
+    from facelm.metrics import summarize
+
+    if nmes is None or len(nmes) == 0:
+        return "– | – | –"
+    s = summarize(nmes)
+    return f"{_pct(s['nme'])} | {100 * s['auc']:.2f} | {_pct(s['fr'])}"
+
+
+def _reference_of(manifest: Manifest) -> str:
+    """What the drift was measured against (the artifacts' ``drift_vs_torch.reference``)."""
+    refs = [a.drift_vs_torch["reference"] for a in manifest.artifacts if (a.drift_vs_torch or {}).get("reference")]
+    return refs[0] if refs else "torch_fp32"
+
+
+def artifact_table(manifest: Manifest, latency: Mapping[str, float], reference: str = "torch fp32",
+                   ref_own_nme: np.ndarray | None = None) -> str:
+    """Markdown table: file, size, latency, faces, PSNR, drift mean (% and px)/p95/max, own NME/AUC/FR.
+
+    ``faces`` is each row's sample size: drift and NME/AUC/FR of a row are on its first
+    ``faces`` evaluation faces (see :func:`same_faces_tables` for rows on fewer faces).
+    """
+    rows = [f"| artifact | file | size | host latency (1 thread, median) | faces | PSNR (dB) | drift vs {reference} "
+            "mean (% IPD) | mean (px) | p95 | max | NME | AUC@0.08 | FR@0.08 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lat = latency.get(reference.split()[0])
+    n = "–" if ref_own_nme is None else str(len(ref_own_nme))
+    rows.append(f"| {reference} (reference) | – | – | {_fmt(lat, '.2f')}{' ms' if lat is not None else ''} | {n} | "
+                f"– | – | – | – | – | {_own_cells(ref_own_nme)} |")
     for a in manifest.artifacts:
         d = a.drift_vs_torch or {}
         psnr = d.get("psnr_db", None) if d else None
         psnr_txt = ("∞ (identical)" if psnr is None else f"{psnr:.1f}") if d else "–"
-        pct = lambda key: _fmt(None if d.get(key) is None else 100 * d[key], ".3f") + ("%" if d.get(key) is not None else "")  # noqa: E731
         lat = latency.get(a.name)
+        own = "– | – | –" if d.get("nme") is None else \
+            f"{_pct(d['nme'])} | {_fmt(None if d.get('auc') is None else 100 * d['auc'], '.2f')} | {_pct(d.get('fr'))}"
         rows.append(
-            f"| {a.name} | `{a.file}` | {_size(a.bytes)} | {_fmt(lat, '.2f')}{' ms' if lat is not None else ''} | {psnr_txt} | "
-            f"{pct('mean')} | {pct('p95')} | {pct('max')} | {pct('nme')} | "
-            f"{_fmt(None if d.get('auc') is None else 100 * d['auc'], '.2f')} | {pct('fr')} |")
+            f"| {a.name} | `{a.file}` | {_size(a.bytes)} | {_fmt(lat, '.2f')}{' ms' if lat is not None else ''} | "
+            f"{d.get('count', '–') if d else '–'} | {psnr_txt} | {_pct(d.get('mean'))} | {_fmt(d.get('mean_px'), '.3f')} | "
+            f"{_pct(d.get('p95'))} | {_pct(d.get('max'))} | {own} |")
     from facelm.converters.arm64_check import with_column  # "arm64 (emulated) vs host", after --arm64-check
 
     return "\n".join(with_column(rows, manifest))
+
+
+def same_faces_tables(manifest: Manifest, own_nmes: Mapping[str, np.ndarray], drifts: Mapping[str, np.ndarray],
+                      reference: str = "torch fp32", ref_own_nme: np.ndarray | None = None) -> list[str]:
+    """Markdown lines comparing every artifact on the faces of each artifact evaluated on fewer faces.
+
+    Artifacts such as the untuned TVM modules run only the first n evaluation faces; their
+    NME/AUC/FR cannot be compared with rows on every face. For each such n, this table gives
+    every artifact's drift and own accuracy on the same first n faces (empty when all rows
+    used every face).
+
+    Args:
+        own_nmes, drifts: artifact -> per-image NME vs ground truth / drift vs the reference, on
+            the artifact's first n faces.
+        ref_own_nme: (N,) the reference's NME vs ground truth.
+    """
+    counts = {a.name: len(drifts[a.name]) for a in manifest.artifacts if a.name in drifts}
+    if not counts:
+        return []
+    full = max(counts.values())
+    lines: list[str] = []
+    for n in sorted({c for c in counts.values() if c < full}):
+        few = [k for k, c in counts.items() if c == n]
+        lines += [f"### Every artifact on the first {n} evaluation faces", "",
+                  f"{', '.join(few)} ran on {n} of the {full} faces only; each row below is on those same {n} faces.", "",
+                  f"| artifact | faces | drift vs {reference} mean (% IPD) | NME | AUC@0.08 | FR@0.08 |",
+                  "|---|---|---|---|---|---|"]
+        if ref_own_nme is not None:
+            lines.append(f"| {reference} (reference) | {n} | – | {_own_cells(ref_own_nme[:n])} |")
+        for name, c in counts.items():
+            if c >= n:
+                own = own_nmes.get(name)
+                lines.append(f"| {name} | {n} | {_pct(float(np.mean(drifts[name][:n])))} | "
+                             f"{_own_cells(None if own is None else own[:n])} |")
+        lines.append("")
+    return lines
 
 
 def op_table(manifest: Manifest) -> str:
@@ -59,19 +124,22 @@ def write_report(
     manifest: Manifest,
     latency: Mapping[str, float],
     own_nmes: Mapping[str, np.ndarray],
-    drift_nmes: Mapping[str, np.ndarray],
+    drifts: Mapping[str, np.ndarray],
     timings: Mapping[str, float],
     warnings: list[str],
     eval_source: str = "",
     calib_source: str = "",
     ref_own_nme: np.ndarray | None = None,
+    reference: str = "torch fp32",
 ) -> Path:
     """Write ``folder/report.md`` and ``folder/ced/<artifact>.png`` (atomically).
 
     Args:
-        own_nmes: artifact -> (N,) NME vs ground truth (empty without ground truth).
-        drift_nmes: artifact -> (N,) NME vs the torch fp32 landmarks (plotted when no ground truth).
-        ref_own_nme: (N,) torch fp32 NME vs ground truth, drawn in every CED for comparison.
+        own_nmes: artifact -> (n,) NME vs ground truth on its first n faces (empty without ground truth).
+        drifts: artifact -> (n,) drift vs the reference landmarks (fraction of the template
+            inter-pupil distance), on its first n faces; plotted when there is no ground truth.
+        ref_own_nme: (N,) the reference's NME vs ground truth, drawn in every CED (on the same faces).
+        reference: what the drift is measured against, for people (``torch fp32``, ``onnxruntime fp32``).
     """
     from facelm.metrics import plot_ced
 
@@ -82,10 +150,11 @@ def write_report(
         if name in own_nmes:
             runs = {name: own_nmes[name]}
             if ref_own_nme is not None:
-                runs["torch fp32"] = ref_own_nme
-            title = f"{name}: CED vs ground truth"
-        elif name in drift_nmes:
-            runs, title = {f"{name} vs torch fp32": drift_nmes[name]}, f"{name}: CED of drift vs torch fp32"
+                runs[reference] = ref_own_nme[:len(own_nmes[name])]
+            title = f"{name}: CED vs ground truth ({len(own_nmes[name])} faces)"
+        elif name in drifts:
+            runs = {f"{name} vs {reference}": drifts[name]}
+            title = f"{name}: CED of drift vs {reference} (fraction of template inter-pupil distance)"
         else:
             continue
         png = ced_dir / f"{name}.png"
@@ -95,6 +164,9 @@ def write_report(
     m = manifest.model
     gates = manifest.gates
     norm = manifest.preprocess.normalization
+    from facelm.quantization.drift import drift_scale
+
+    ipd = drift_scale(manifest.contract)
     text = [
         f"# facelm conversion report: {m.name}",
         "",
@@ -105,20 +177,26 @@ def write_report(
         f"- decode: {manifest.decode.method} (blur kernel {manifest.decode.blur_kernel})",
         f"- tools: " + ", ".join(f"{k} {v}" for k, v in manifest.tools.items() if v),
         f"- gates: **{'PASSED' if gates.get('passed') else 'FAILED'}** "
-        f"(fp32 parity ≤ {gates.get('parity_max_abs')}, int8 mean drift ≤ {gates.get('int8_drift_mean')})",
+        f"(fp32 parity ≤ {gates.get('parity_max_abs')}, int8 mean drift ≤ {gates.get('int8_drift_mean')} "
+        "of the template inter-pupil distance)",
     ]
     text += [f"  - {f}" for f in gates.get("failures", [])]
     text += [
         "",
         "## Artifacts",
         "",
-        "Latency: this host, one thread, median of the timed runs. PSNR: `20·log10(max|ref|/RMSE)` of the "
-        "heatmaps against torch fp32. Drift vs torch: per-image NME between the artifact's and torch fp32's "
-        "landmarks. NME/AUC/FR: against ground truth.",
+        f"Latency: this host, one thread, median of the timed runs. Faces: the evaluation faces a row is measured "
+        f"on. PSNR: `20·log10(max|ref|/RMSE)` of the heatmaps against {reference}. Drift vs {reference}: per image, "
+        f"the mean distance between the artifact's and {reference}'s landmarks, in % of the template inter-pupil "
+        f"distance (IPD, {ipd:.2f} px in the {m.input_size[0]} px crop: fixed by the contract, not by a prediction) "
+        "and in crop pixels. NME/AUC/FR: against ground truth (the layout's normaliser).",
         "",
-        artifact_table(manifest, latency),
+        artifact_table(manifest, latency, reference, ref_own_nme),
         "",
-        "## Landmarks that drift most (mean NME vs torch fp32)",
+    ]
+    text += same_faces_tables(manifest, own_nmes, drifts, reference, ref_own_nme)
+    text += [
+        f"## Landmarks that drift most (mean distance vs {reference}, % of the template IPD)",
         "",
     ]
     for a in manifest.artifacts:

@@ -19,9 +19,10 @@ Method (TensorFlow's own quantization debugger, not code of ours):
    - worst-channel SQNR = the lowest SQNR of one output channel.
 3. Landmark sensitivity: for the K layers with the lowest SQNR (whole-tensor or worst channel), the model is quantized again
    with only that layer kept float (``denylisted_nodes``) and its landmarks are compared
-   with the fp32 TFLite model's (per-image NME, mean; fp32 TFLite matches torch within the
+   with the fp32 TFLite model's (mean landmark distance over the template inter-pupil distance,
+   :func:`facelm.quantization.drift.mean_drift`; fp32 TFLite matches torch within the
    conversion's parity gate, which the manifest records).
-4. The re-quantized model is checked against the shipped int8 artifact (landmark NME between
+4. The re-quantized model is checked against the shipped int8 artifact (landmark drift between
    them): a large difference means the calibration data were not rebuilt faithfully.
 
 Layer names are the TFLite tensor names; the torch module is traced where a layer has
@@ -272,7 +273,8 @@ class LayerRow:
         clipped: share of the float twin's values outside the int8 range.
         worst_channel_sqnr_db: the lowest SQNR of one output channel (a wide range set by one
             channel crushes the others: the whole-tensor SQNR hides it, this shows it).
-        drift_if_float: mean landmark NME vs fp32 TFLite with only this layer float (ranked layers only).
+        drift_if_float: mean landmark drift vs fp32 TFLite with only this layer float, fraction of the
+            template inter-pupil distance (ranked layers only).
     """
 
     index: int
@@ -396,11 +398,12 @@ def model_landmarks(model: bytes | str | os.PathLike, evals_nchw: np.ndarray, co
         return output_to_landmarks(raw, runner.output_spec, contract.model, contract.decode).crop
 
 
-def mean_drift(ref: np.ndarray, test: np.ndarray, layout: str) -> float:
-    """Mean per-image NME of ``test`` vs ``ref`` landmarks (a fraction)."""
-    from facelm.quantization.drift import landmark_drift
+def mean_drift(ref: np.ndarray, test: np.ndarray, contract) -> float:
+    """Mean per-image landmark drift of ``test`` vs ``ref`` (fraction of the contract's template
+    inter-pupil distance, :func:`facelm.quantization.drift.drift_scale`)."""
+    from facelm.quantization import drift
 
-    return float(landmark_drift(ref, test, layout)[0].mean())
+    return drift.mean_drift(ref, test, contract)
 
 
 def sensitivity(calibrated: bytes, rows: list[LayerRow], ref_lms: np.ndarray, evals_nchw: np.ndarray, contract,
@@ -414,7 +417,7 @@ def sensitivity(calibrated: bytes, rows: list[LayerRow], ref_lms: np.ndarray, ev
         except Exception as exc:  # the quantizer refuses some names (e.g. fused outputs)
             log.warning("cannot keep %s float: %s", r.name, str(exc).splitlines()[0] if str(exc) else exc)
             continue
-        r.drift_if_float = mean_drift(ref_lms, model_landmarks(model, evals_nchw, contract), contract.layout.name)
+        r.drift_if_float = mean_drift(ref_lms, model_landmarks(model, evals_nchw, contract), contract)
         log.info("  %s kept float: drift %.4f%%", r.name, 100 * r.drift_if_float)
     return sorted([r for r in worst if r.drift_if_float is not None], key=lambda r: r.drift_if_float)
 
@@ -507,7 +510,6 @@ def debug_artifacts(folder: str | os.PathLike, artifact: str | None = None, k: i
     data = rebuild_data(folder, manifest, calib, num_calib, num_eval)
     per_channel = per_channel_of(int8_path, manifest, name)
     contract = manifest.contract
-    lay = contract.layout.name
 
     log.info("calibrating fp32.tflite on %s", data.calib_source)
     calibrated = calibrate(fp32_path.read_bytes(), data.calib)
@@ -515,9 +517,9 @@ def debug_artifacts(folder: str | os.PathLike, artifact: str | None = None, k: i
     ref = model_landmarks(fp32_path, data.evals, contract)
     shipped = model_landmarks(int8_path, data.evals, contract)
     rebuilt_lms = model_landmarks(rebuilt, data.evals, contract)
-    drift = {"shipped_vs_fp32_tflite": mean_drift(ref, shipped, lay),
-             "rebuilt_vs_fp32_tflite": mean_drift(ref, rebuilt_lms, lay),
-             "rebuilt_vs_shipped": mean_drift(shipped, rebuilt_lms, lay)}
+    drift = {"shipped_vs_fp32_tflite": mean_drift(ref, shipped, contract),
+             "rebuilt_vs_fp32_tflite": mean_drift(ref, rebuilt_lms, contract),
+             "rebuilt_vs_shipped": mean_drift(shipped, rebuilt_lms, contract)}
     log.info("per-layer statistics on %s", data.eval_source)
     index = onnx_weight_index(onnx_path) if onnx_path is not None else None
     rows = layer_statistics(quantize(calibrated, per_channel, debug=True), data.evals_nhwc, index, calibrated)
@@ -598,7 +600,8 @@ def render_markdown(rep: DebugReport, plot: str | None = None) -> str:
            f"- int8 landmark drift vs fp32 TFLite: shipped {_pct(rep.drift['shipped_vs_fp32_tflite'])}, rebuilt "
            f"{_pct(rep.drift['rebuilt_vs_fp32_tflite'])}; rebuilt vs shipped {_pct(rep.drift['rebuilt_vs_shipped'])}",
            "- SQNR / RMSE÷scale / clipped: each layer's own error given the same (dequantized int8) inputs, "
-           "TFLite's QuantizationDebugger; drift if float: mean NME vs fp32 TFLite landmarks with only that layer float",
+           "TFLite's QuantizationDebugger; drift if float: mean landmark distance vs fp32 TFLite, with only that layer float, in % of the "
+           "template inter-pupil distance",
            ""]
     if rep.ranking:
         w = rep.ranking[0]

@@ -101,9 +101,12 @@ def test_tensor_specs(converted):
 
 
 def test_drift_figures(converted):
+    from facelm.alignment import reference_template
     from facelm.runtime import load_manifest
 
     man = load_manifest(converted[1])
+    t = reference_template(96)
+    ipd = float(np.hypot(*(t[1] - t[0])))
     for name in TFLITE + ("onnx", "tvm_host"):
         d = man.artifact(name).drift_vs_torch
         # the untuned TVM module runs the first --tvm-eval-faces (8) faces only
@@ -112,6 +115,10 @@ def test_drift_figures(converted):
         assert 0 <= d["mean"] <= d["p95"] <= d["max"] + 1e-12
         assert len(d["top_landmarks"]) == 10
         assert d["nme"] is not None and 0 <= d["auc"] <= 1  # synthetic faces carry ground truth
+        # normalised by the template's inter-pupil distance (96 px crop), also given in pixels
+        assert d["normaliser"] == "template_inter_pupil" and d["scale_px"] == pytest.approx(ipd, abs=1e-9)
+        assert d["mean_px"] == pytest.approx(d["mean"] * ipd, rel=1e-9, abs=1e-15)
+        assert d["max_px"] == pytest.approx(d["max"] * ipd, rel=1e-9, abs=1e-15)
     int8 = man.artifact("int8").drift_vs_torch
     assert int8["psnr_db"] < 60  # quantized: a real, finite difference
     assert int8["top_landmarks"][0]["drift"] >= int8["top_landmarks"][-1]["drift"]
@@ -205,6 +212,32 @@ def test_report_and_ced(converted):
             png = out / "ced" / f"{name}.png"
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## Operators" in text and "PSNR" in text
+    assert "| torch fp32 (reference) |" in text and "% IPD" in text
+    if "| tvm_host |" in text:  # the untuned TVM module ran 8 of the 12 faces: every row again on those 8
+        assert "### Every artifact on the first 8 evaluation faces" in text
+
+
+def test_same_faces_tables_compare_rows_on_the_same_faces():
+    """A row measured on fewer faces gets every other row (and the reference) on those faces."""
+    from types import SimpleNamespace
+
+    from facelm.converters.report import same_faces_tables
+    from facelm.metrics import summarize
+
+    rng = np.random.default_rng(0)
+    own = {"int8": rng.uniform(0.01, 0.03, 10), "tvm_int8": rng.uniform(0.01, 0.03, 3)}
+    drifts = {"int8": rng.uniform(0, 0.01, 10), "tvm_int8": rng.uniform(0, 0.01, 3)}
+    ref = rng.uniform(0.01, 0.03, 10)
+    man = SimpleNamespace(artifacts=[SimpleNamespace(name=n) for n in ("int8", "tvm_int8", "tvm_android")])
+    lines = same_faces_tables(man, own, drifts, "torch fp32", ref)
+    assert lines[0] == "### Every artifact on the first 3 evaluation faces"
+    rows = {ln.split(" | ")[0].strip("| "): ln for ln in lines if ln.startswith("| ") and "---" not in ln}
+    assert set(rows) == {"artifact", "torch fp32 (reference)", "int8", "tvm_int8"}
+    for name, nmes in (("torch fp32 (reference)", ref[:3]), ("int8", own["int8"][:3]), ("tvm_int8", own["tvm_int8"])):
+        assert f"| 3 |" in rows[name] and f"{100 * summarize(nmes)['nme']:.3f}%" in rows[name], rows[name]
+    assert f"{100 * drifts['int8'][:3].mean():.3f}%" in rows["int8"]
+    # every row on every face: nothing to add
+    assert same_faces_tables(man, {"int8": own["int8"]}, {"int8": drifts["int8"]}, "torch fp32", ref) == []
 
 
 def test_embedded_metadata_matches_manifest(converted):

@@ -92,7 +92,7 @@ def test_hostile_layer_shows_in_worst_channel_sqnr_and_is_ranked_first(hostile, 
     assert hostile_row.worst_channel_sqnr_db < min(r.worst_channel_sqnr_db for r in others) - 10
     ranking = qd.sensitivity(calibrated, rows, ref, evals, _contract(), k=len(rows))
     assert ranking[0].name == hostile_row.name
-    base = qd.mean_drift(ref, qd.model_landmarks(qd.quantize(calibrated), evals, _contract()), "jd106")
+    base = qd.mean_drift(ref, qd.model_landmarks(qd.quantize(calibrated), evals, _contract()), _contract())
     assert ranking[0].drift_if_float < base / 3, (ranking[0].drift_if_float, base)
     assert by_name[ranking[0].name].drift_if_float == ranking[0].drift_if_float
 
@@ -102,12 +102,12 @@ def test_sane_model_drifts_less_than_hostile(faces, tmp_path):
     fp32 = _heatmap_net(hostile=False)
     (tmp_path / "m.tflite").write_bytes(fp32)
     ref = qd.model_landmarks(tmp_path / "m.tflite", evals, _contract())
-    sane = qd.mean_drift(ref, qd.model_landmarks(qd.quantize(qd.calibrate(fp32, calib)), evals, _contract()), "jd106")
+    sane = qd.mean_drift(ref, qd.model_landmarks(qd.quantize(qd.calibrate(fp32, calib)), evals, _contract()), _contract())
     fp32_h = _heatmap_net(hostile=True)
     (tmp_path / "h.tflite").write_bytes(fp32_h)
     ref_h = qd.model_landmarks(tmp_path / "h.tflite", evals, _contract())
     bad = qd.mean_drift(ref_h, qd.model_landmarks(qd.quantize(qd.calibrate(fp32_h, calib)), evals, _contract()),
-                        "jd106")
+                        _contract())
     assert bad > 3 * sane
 
 

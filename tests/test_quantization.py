@@ -35,21 +35,89 @@ def _gt(n=4, seed=0):
     return rng.uniform(20, 80, size=(n, 106, 2))
 
 
+def _contract(size=96, layout="jd106"):
+    from facelm.runtime.manifest import ModelContract
+
+    return ModelContract.build("t", layout, size, size // 4)
+
+
+def test_drift_scale_is_the_template_inter_pupil_distance():
+    from facelm.alignment import reference_template
+    from facelm.quantization.drift import drift_scale
+
+    for size in (96, 256):
+        t = reference_template(size)
+        assert drift_scale(_contract(size)) == pytest.approx(float(np.hypot(*(t[1] - t[0]))), abs=1e-9)
+    # ArcFace's 112 px eyes are 35.24 px apart; the template shrinks them by 0.70 about the centre
+    assert drift_scale(_contract(112)) == pytest.approx(0.70 * math.hypot(73.5318 - 38.2946, 51.5014 - 51.6963), abs=1e-3)
+
+
+def test_drift_scale_refuses_a_template_without_eye_distance():
+    from dataclasses import replace
+
+    from facelm.quantization.drift import drift_scale
+
+    c = _contract()
+    flat = replace(c, preprocess=replace(c.preprocess, five_point_template=((5.0, 5.0),) * 5))
+    with pytest.raises(InputError, match="inter-pupil"):
+        drift_scale(flat)
+
+
 def test_drift_report_known_shift():
+    from facelm.quantization.drift import drift_scale
+
+    c = _contract()
+    ipd = drift_scale(c)
     ref = _gt()
-    norm = JD106.normalizer(ref)
     test = ref.copy()
     test[:, 17, 0] += 2.0  # only landmark 17 moves, by 2 px
     hm = np.random.default_rng(1).random((4, 106, 8, 8))
-    rep, own = drift_report(hm, hm, ref, test, JD106, gt_landmarks=ref)
-    expected = 2.0 / norm / 106  # per-image NME
-    assert rep.mean == pytest.approx(expected.mean(), rel=1e-12)
-    assert rep.max == pytest.approx(expected.max(), rel=1e-12)
+    rep, own = drift_report(hm, hm, ref, test, c, gt_landmarks=ref)
+    assert rep.mean == pytest.approx(2.0 / 106 / ipd, rel=1e-12) and rep.max == rep.p95 == pytest.approx(rep.mean)
+    assert rep.mean_px == pytest.approx(2.0 / 106, rel=1e-12) and rep.max_px == pytest.approx(2.0 / 106, rel=1e-12)
+    assert rep.scale_px == ipd and rep.normaliser == "template_inter_pupil"
     assert rep.top_landmarks[0]["index"] == 17 and rep.top_landmarks[0]["region"] == "contour"
+    assert rep.top_landmarks[0]["drift_px"] == pytest.approx(2.0, abs=0.01)
     assert rep.top_landmarks[1]["drift"] == 0.0
     assert rep.psnr_db == float("inf") and rep.to_dict()["psnr_db"] is None
-    np.testing.assert_allclose(own, expected, rtol=1e-12)
+    # own accuracy stays the layout's NME against ground truth (face-box normaliser for JD-106)
+    np.testing.assert_allclose(own, 2.0 / JD106.normalizer(ref) / 106, rtol=1e-12)
     assert rep.auc is not None and rep.fr == 0.0
+
+
+def test_drift_of_collapsed_landmarks_is_finite():
+    """An untrained model's landmarks collapse onto one point: the old normaliser (the reference's
+    own eye/face-box distance) is 0 there; the template's is not."""
+    from facelm.metrics import landmark_errors
+    from facelm.quantization.drift import drift_scale, landmark_drift
+
+    for layout, k in (("jd106", 106), ("ibug68", 68)):
+        c = _contract(96, layout)
+        ref = np.full((3, k, 2), 47.5)  # every landmark on the crop centre
+        test = ref.copy()
+        test[:, :, 1] += 3.0  # everything 3 px lower
+        with pytest.raises(InputError, match="zero or non-finite"):
+            landmark_errors(test, ref, layout)  # what drift was divided by before (issue 21)
+        per_img, per_lm = landmark_drift(ref, test, drift_scale(c))
+        np.testing.assert_allclose(per_img, 3.0 / drift_scale(c), rtol=1e-12)
+        np.testing.assert_allclose(per_lm, 3.0 / drift_scale(c), rtol=1e-12)
+        rep, _ = drift_report(np.zeros((3, k, 4, 4)), np.zeros((3, k, 4, 4)), ref, test, c)
+        assert rep.mean_px == pytest.approx(3.0, abs=1e-9) and np.isfinite(rep.mean)
+        # and the other way round: a collapsed test against a spread reference
+        rep, _ = drift_report(np.zeros((3, k, 4, 4)), np.zeros((3, k, 4, 4)), test + np.arange(k)[None, :, None],
+                              test, c)
+        assert rep.mean_px == pytest.approx(np.hypot(np.arange(k), np.arange(k)).mean(), abs=1e-9)
+
+
+def test_landmark_drift_refuses_bad_shapes_and_scales():
+    from facelm.quantization.drift import landmark_drift
+
+    a = np.zeros((2, 5, 2))
+    with pytest.raises(InputError):
+        landmark_drift(a, np.zeros((2, 4, 2)), 10.0)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError):
+            landmark_drift(a, a, bad)
 
 
 def test_most_drifting_order():
@@ -62,11 +130,12 @@ def test_most_drifting_order():
 
 def test_gates():
     g = GateConfig()
-    assert check_gates({"onnx": 5e-5, "fp32": 1e-7, "tvm_host": 0.0}, {"int8": 0.0019, "int8_io": 0.001}, g) == []
-    fails = check_gates({"onnx": 2e-4, "fp16": 1.0}, {"int8": 0.003, "fp16": 0.5, "int8_io": float("nan")}, g)
+    assert check_gates({"onnx": 5e-5, "fp32": 1e-7, "tvm_host": 0.0}, {"int8": 0.0044, "int8_io": 0.001}, g) == []
+    fails = check_gates({"onnx": 2e-4, "fp16": 1.0}, {"int8": 0.0046, "fp16": 0.5, "int8_io": float("nan")}, g)
     assert len(fails) == 3  # onnx parity, int8 drift, NaN int8_io drift; fp16 is not gated
     assert fails[0].startswith("onnx:") and "int8:" in fails[1] and fails[2].startswith("int8_io")
     assert check_gates({}, {"int8": 0.003}, GateConfig(int8_drift_mean=0.01)) == []
+    assert "inter-pupil" in check_gates({}, {"int8": 0.005}, g)[0]
     # every artifact with int8 weights is gated, not just the fully integer ones
     fails = check_gates({}, {"dynamic_int8": 0.887, "int16x8": 0.0001, "fp16": 0.9}, g)
     assert len(fails) == 1 and fails[0].startswith("dynamic_int8:")

@@ -489,6 +489,71 @@ def ensure_nhwc_output(path: str | os.PathLike, nchw_shape: Sequence[int]) -> bo
     return True
 
 
+#: Activation ops a convolution can carry as its fused activation (TFLite op -> ActivationFunctionType name).
+FUSABLE_ACTIVATIONS = {"RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
+#: Ops whose options hold a fused activation, with the op version that allows a non-NONE one.
+FUSING_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "TRANSPOSE_CONV": 4}
+
+
+def fuse_activations(path: str | os.PathLike) -> int:
+    """Fold a lone RELU/RELU6 after a convolution into that convolution's fused activation, in place.
+
+    The TFLite converter fuses ``TRANSPOSE_CONV + bias + RELU`` but leaves the RELU as an op
+    of its own when the bias was dropped (an all-zero folded bias, as in a freshly initialised
+    model). XNNPACK takes float RELUs but not int8 ones, so in an int8 model each such RELU
+    splits the graph into separate delegate partitions with a reference kernel between them.
+    Fusing is exact in float (``relu(conv(x))`` either way). In int8 the convolution then writes
+    straight to the RELU's output scale and zero point and clamps at that zero point: one
+    requantization instead of two (at most one step of rounding apart).
+
+    Only a convolution whose output feeds that one activation op, and is no graph output, with
+    no fused activation yet, is changed. Written to a temp file and renamed when anything changed.
+
+    Args:
+        path: the ``.tflite`` file.
+    Returns:
+        The number of activation ops removed.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    path = Path(path)
+    model = fbu.read_model(str(path))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    op_name = lambda op: names.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,  # noqa: E731
+                                       model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode), "")
+    act_code = {k: getattr(schema.ActivationFunctionType, v) for k, v in FUSABLE_ACTIVATIONS.items()}
+    removed = 0
+    for sg in model.subgraphs:
+        graph_io = {int(i) for i in list(sg.outputs) + list(sg.inputs)}
+        consumers: Counter[int] = Counter(int(i) for op in sg.operators for i in (op.inputs if op.inputs is not None else []) if i >= 0)
+        producer = {int(o): op for op in sg.operators for o in op.outputs}
+        dead = []
+        for act in sg.operators:
+            kind = op_name(act)
+            if kind not in act_code or len(act.inputs) != 1:
+                continue
+            src = int(act.inputs[0])
+            conv = producer.get(src)
+            if (conv is None or op_name(conv) not in FUSING_OPS or conv.builtinOptions is None
+                    or conv.builtinOptions.fusedActivationFunction != schema.ActivationFunctionType.NONE
+                    or consumers[src] != 1 or src in graph_io
+                    or sg.tensors[src].type != sg.tensors[int(act.outputs[0])].type):
+                continue
+            conv.builtinOptions.fusedActivationFunction = act_code[kind]
+            conv.outputs = [int(act.outputs[0])]  # the conv now writes the activation's tensor (and its quantization)
+            code = model.operatorCodes[conv.opcodeIndex]
+            code.version = max(code.version, FUSING_OPS[op_name(conv)])
+            dead.append(act)
+        if dead:
+            sg.operators = [op for op in sg.operators if all(op is not d for d in dead)]
+            removed += len(dead)
+    if removed:
+        with atomic_path(path, suffix=".tflite") as tmp:
+            fbu.write_model(model, str(tmp))
+    return removed
+
+
 def embed_metadata(path: str | os.PathLike, payload: dict[str, Any], name: str = METADATA_NAME,
                    seal: bool = True) -> None:
     """Store ``payload`` as UTF-8 JSON in metadata entry ``name`` of a ``.tflite`` file, in place.

@@ -345,13 +345,14 @@ def to_detections(c: Candidates, nms_iou: float, name: str) -> list[Detection]:
 KEYPOINT_NAMES = ("eye_left", "eye_right", "nose_tip", "mouth_centre")
 
 
-def roi_transform(box: np.ndarray, size: tuple[int, int], scale: float) -> np.ndarray:
-    """(2, 3) image -> input similarity of a square ``scale`` times the box's longer side, centred on it."""
-    centre = 0.5 * (box[:2] + box[2:])
-    side = scale * float(max(box[2] - box[0], box[3] - box[1]))
+def roi_view(centre: np.ndarray, side: float, angle: float, size: tuple[int, int]) -> np.ndarray:
+    """(2, 3) image -> input similarity of a square of ``side`` image pixels around ``centre``,
+    turned by ``-angle`` (radians, image y down) so a line at ``angle`` becomes horizontal."""
     s = size[0] / max(side, 1e-6)
-    return np.array([[s, 0.0, (size[0] - 1) / 2.0 - s * centre[0]],
-                     [0.0, s, (size[1] - 1) / 2.0 - s * centre[1]]])
+    ca, sa = math.cos(angle) * s, math.sin(angle) * s
+    rot = np.array([[ca, sa], [-sa, ca]])
+    t = np.array([(size[0] - 1) / 2.0, (size[1] - 1) / 2.0]) - rot @ np.asarray(centre, np.float64)
+    return np.hstack([rot, t[:, None]])
 
 
 class BlazeFaceDetector:
@@ -395,7 +396,8 @@ class BlazeFaceDetector:
         if self.roi_scale > 0:
             out = []
             for f in faces:
-                again = self._run(img, roi_transform(f.box, size, self.roi_scale))
+                side = self.roi_scale * float(max(f.box[2] - f.box[0], f.box[3] - f.box[1]))
+                again = self._run(img, roi_view(0.5 * (f.box[:2] + f.box[2:]), side, 0.0, size))
                 best = max(again, key=lambda d: float(box_iou(f.box, d.box[None])[0]), default=None)
                 out.append(best if best is not None and box_iou(f.box, best.box[None])[0] > 0.3 else f)
             faces = sorted(out, key=lambda d: -d.score)

@@ -41,6 +41,7 @@ from facelm.detect.blazeface import (
     Candidates,
     KEYPOINT_NAMES,
     installed_model_path,
+    roi_view,
     weighted_nms,
 )
 from facelm.errors import InputError
@@ -155,16 +156,6 @@ def tile_view(x0: float, y0: float, side: float, size: tuple[int, int], turns: i
     m = turned_view(side, side, size, 1.0, turns)
     m[:, 2] -= m[:, :2] @ np.array([x0, y0])
     return m
-
-
-def roi_view(centre: np.ndarray, side: float, angle: float, size: tuple[int, int]) -> np.ndarray:
-    """(2, 3) image -> input similarity of a square of ``side`` image pixels around ``centre``,
-    turned by ``-angle`` (radians, image y down) so a line at ``angle`` becomes horizontal."""
-    s = size[0] / max(side, 1e-6)
-    ca, sa = math.cos(angle) * s, math.sin(angle) * s
-    rot = np.array([[ca, sa], [-sa, ca]])
-    t = np.array([(size[0] - 1) / 2.0, (size[1] - 1) / 2.0]) - rot @ np.asarray(centre, np.float64)
-    return np.hstack([rot, t[:, None]])
 
 
 def eye_angle(points: np.ndarray) -> float:

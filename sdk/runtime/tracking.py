@@ -211,9 +211,10 @@ class TrackingConfig:
         max_disagreement: re-anchor on the detector when its crop (corrected by the anchor frame's
             detector-vs-refined offset) and the tracked crop differ by more than this (five points,
             mean distance, fraction of IOD) or by a scale ratio beyond ``1 + max_disagreement``.
-        refresh_residual: when the detector ran on a tracked frame (a cross-check) and the shape
-            residual exceeds this (fraction of IOD), the anchor is stale (made on a face cut by the
-            border, or before an expression change): re-anchor on that detection.
+        refresh_residual: a shape residual above this (fraction of IOD) marks the anchor stale
+            (made on a face cut by the border, or before a pose or expression change): the
+            detector cross-checks the next frame and, if the residual is still above it there,
+            re-anchors on that detection.
         min_flow_points: fewest inlier flow points that make a motion estimate; fewer: re-detect.
         smoothing: One Euro on the output landmarks (None: off).
     """
@@ -298,9 +299,15 @@ def estimate_motion(prev_grey: np.ndarray, grey: np.ndarray, transform: np.ndarr
         return None, 0
     a, b = prev_grey[y0:y1, x0:x1], grey[y0:y1, x0:x1]
     mask = face_mask(a.shape, transform, size, origin=(x0, y0))
-    p0 = cv2.goodFeaturesToTrack(a, maxCorners=max_corners, qualityLevel=0.01, minDistance=4, mask=mask, blockSize=5)
+    ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    if len(ys) < 8 or len(xs) < 8:
+        return None, 0
+    u0, v0, u1, v1 = xs[0], ys[0], xs[-1] + 1, ys[-1] + 1  # corners are sought in the mask's box only
+    p0 = cv2.goodFeaturesToTrack(a[v0:v1, u0:u1], maxCorners=max_corners, qualityLevel=0.01, minDistance=4,
+                                 mask=mask[v0:v1, u0:u1], blockSize=5)
     if p0 is None or len(p0) < 3:
         return None, 0
+    p0 = p0 + np.array([u0, v0], np.float32)
     p1, st, _ = cv2.calcOpticalFlowPyrLK(a, b, p0, None, **_LK)
     ok = st[:, 0] == 1
     if ok.sum() < 3:
@@ -364,6 +371,7 @@ class VideoTracker:
         self._template: np.ndarray | None = None  # (K, 2) crop-space landmarks at the anchor
         self._offset: np.ndarray | None = None  # (2, 3) detector crop -> refined crop at the anchor
         self._since_check = 0
+        self._stale = False  # the last frame's shape residual was above refresh_residual
         if self._smoother is not None:
             self._smoother.reset()
 
@@ -412,7 +420,7 @@ class VideoTracker:
         self._template = np.asarray(transform_points(result.raw_landmarks, result.transform))
         self._offset = compose(result.transform, invert_affine(d))
         self._m = result.transform
-        self._since_check = 0
+        self._since_check, self._stale = 0, False
         return result
 
     def _detect(self, image: np.ndarray, timings: dict[str, float]) -> list[Detection]:
@@ -442,7 +450,8 @@ class VideoTracker:
         old, new = five_points_for_transform(self._m, size), five_points_for_transform(m, size)
         health["speed"] = float(np.linalg.norm(new - old, axis=1).mean() / np.linalg.norm(old[1] - old[0]))
         self._since_check += 1
-        check = clamped or health["speed"] > cfg.max_speed or (cfg.check_every and self._since_check >= cfg.check_every)
+        check = (clamped or self._stale or health["speed"] > cfg.max_speed
+                 or (cfg.check_every and self._since_check >= cfg.check_every))
         timings["tracking"] = _ms(t0)
         det, faces = None, None
         if check:
@@ -477,7 +486,7 @@ class VideoTracker:
             result = self._anchor(image, det, timings)
             result.health = {**health, "redetect": "refresh"}
             return result, faces
-        self._m = m
+        self._m, self._stale = m, health["shape_residual"] > cfg.refresh_residual
         return FrameResult(landmarks=lm, raw_landmarks=lm, scores=out.scores, transform=m, source="tracking",
                            health=health), faces
 

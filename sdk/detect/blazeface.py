@@ -215,10 +215,24 @@ def letterbox_transform(width: int, height: int, size: tuple[int, int]) -> np.nd
 
     Pixel centres at integers on both sides (``cv2.warpAffine`` convention).
     """
-    tw, th = size
-    s = min(tw / width, th / height)
-    ox, oy = (tw - width * s) / 2.0, (th - height * s) / 2.0
-    return np.array([[s, 0.0, 0.5 * s - 0.5 + ox], [0.0, s, 0.5 * s - 0.5 + oy]])
+    return turned_view(width, height, size, 1.0, 0)
+
+
+def turned_view(width: float, height: float, size: tuple[int, int], fill: float, turns: int) -> np.ndarray:
+    """(2, 3) image -> input similarity: the image turned by ``turns`` quarter turns, centred,
+    its longer side filling ``fill`` of the input side (grey border around).
+
+    A quarter turn is counter-clockwise on screen (``np.rot90``). Pixel centres at integers.
+    """
+    k = turns % 4
+    w, h = (width, height) if k % 2 == 0 else (height, width)
+    s = fill * min(size[0] / w, size[1] / h)
+    a = k * math.pi / 2
+    c, sn = round(math.cos(a)), round(math.sin(a))
+    rot = s * np.array([[c, sn], [-sn, c]], np.float64)  # y axis points down
+    centre_in = np.array([(size[0] - 1) / 2.0, (size[1] - 1) / 2.0])
+    centre_img = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+    return np.hstack([rot, (centre_in - rot @ centre_img)[:, None]])
 
 
 def installed_model_path(file: str = MODEL_FILE) -> Path | None:

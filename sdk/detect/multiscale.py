@@ -42,6 +42,7 @@ from facelm.detect.blazeface import (
     KEYPOINT_NAMES,
     installed_model_path,
     roi_view,
+    turned_view,
     weighted_nms,
 )
 from facelm.errors import InputError
@@ -113,23 +114,6 @@ class MultiScaleOptions:
 
 #: No quarter-turn fallback: an empty frame costs one pass, not four (for frequent re-detection).
 FAST = MultiScaleOptions(turns=(), follow_turn=False)
-
-
-def turned_view(width: float, height: float, size: tuple[int, int], fill: float, turns: int) -> np.ndarray:
-    """(2, 3) image -> input similarity: the image turned by ``turns`` quarter turns, centred,
-    its longer side filling ``fill`` of the input side (grey border around).
-
-    A quarter turn is counter-clockwise on screen (``np.rot90``). Pixel centres at integers.
-    """
-    k = turns % 4
-    w, h = (width, height) if k % 2 == 0 else (height, width)
-    s = fill * min(size[0] / w, size[1] / h)
-    a = k * math.pi / 2
-    c, sn = round(math.cos(a)), round(math.sin(a))
-    rot = s * np.array([[c, sn], [-sn, c]], np.float64)  # y axis points down
-    centre_in = np.array([(size[0] - 1) / 2.0, (size[1] - 1) / 2.0])
-    centre_img = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
-    return np.hstack([rot, (centre_in - rot @ centre_img)[:, None]])
 
 
 def tiles(width: int, height: int, aspect: float, max_tiles: int = 8) -> list[tuple[float, float, float]]:

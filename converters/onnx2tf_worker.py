@@ -32,6 +32,8 @@ import os
 import sys
 import time
 
+from facelm.fileio import atomic_write_bytes
+
 #: How a variant is made: onnx2tf itself (float weights), dynamic-range quantization (int8
 #: weights, float activations), calibrated int8 (input/output of dtype ``io``), calibrated int16x8.
 KINDS = ("float", "dynamic", "calibrated", "int16")
@@ -98,9 +100,7 @@ def main(spec_path: str) -> int:
 
     def write(v: dict, data: bytes) -> None:
         path = os.path.join(out, v["file"])
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-        os.replace(path + ".tmp", path)
+        atomic_write_bytes(path, data)
         _say(v["name"], path, t0)
 
     for v in groups["dynamic"]:

@@ -418,8 +418,8 @@ def _decode_from_dict(d: Any, where: str = "decode"):
 
 
 def decode_to_dict(cfg) -> dict:
-    """The ``decode`` section of a :class:`facelm.codec.DecodeConfig` (its layout belongs to each artifact)."""
-    return {"method": cfg.method, "blur_kernel": int(cfg.blur_kernel)}
+    """The ``decode`` section: :meth:`facelm.codec.DecodeConfig.to_dict` (the heatmap layout belongs to each artifact)."""
+    return cfg.to_dict()
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,94 @@ def fold_deconv_batchnorm(model):
     return folded, n
 
 
+def _depth_to_space_dcr_class():
+    """``DepthToSpaceDCR`` (built lazily: torch is imported only when exporting)."""
+    import torch
+    from torch import nn
+
+    class _DcrFn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, r: int):  # noqa: D401 - (N, r*r*C, H, W) -> (N, C, rH, rW), depth-column-row order
+            n, rrc, h, w = x.shape
+            c = rrc // (r * r)
+            return x.reshape(n, r, r, c, h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, c, h * r, w * r)
+
+        @staticmethod
+        def symbolic(g, x, r: int):
+            return g.op("DepthToSpace", x, blocksize_i=r, mode_s="DCR")
+
+    class DepthToSpaceDCR(nn.Module):
+        """ONNX ``DepthToSpace(mode=DCR)``: ``out[n, c, h*r+i, w*r+j] = x[n, (i*r+j)*C + c, h, w]``."""
+
+        def __init__(self, factor: int) -> None:
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            return _DcrFn.apply(x, self.factor)
+
+    return DepthToSpaceDCR
+
+
+def crd_to_dcr_permutation(channels: int, factor: int = 2) -> list[int]:
+    """Channel order that turns a PixelShuffle (CRD) into a DepthToSpace (DCR) of the same result.
+
+    PixelShuffle reads output pixel (c, i, j) from channel ``c*r*r + i*r + j``; DCR reads it from
+    ``(i*r + j)*C + c``. So new channel ``q*C + c`` must hold old channel ``c*r*r + q``.
+
+    Returns:
+        ``perm`` with ``new = old[perm]`` (a permutation of ``range(channels)``).
+    """
+    r2 = factor * factor
+    c = channels // r2
+    return [ci * r2 + q for q in range(r2) for ci in range(c)]
+
+
+def shuffle_to_depth_to_space(model):
+    """A copy of ``model`` whose ``S`` blocks end in one DepthToSpace(DCR) instead of PixelShuffle.
+
+    onnx2tf lowers DCR DepthToSpace to one TFLite DEPTH_TO_SPACE op (XNNPACK runs it in float
+    and int8), where the PixelShuffle (CRD) of either formulation becomes 4 TRANSPOSE + 3
+    RESHAPE ops. DCR takes the channels in another order, so each block's conv output channels
+    and its BatchNorm's per-channel values are permuted (:func:`crd_to_dcr_permutation`): the
+    same function (eval mode), the same numbers moved. The original model is not modified.
+
+    Args:
+        model: an eval-mode heatmap model whose ``S`` blocks (:class:`facelm.model.heads.ShuffleBlock`)
+            are ``shuffle(relu(bn(conv(x))))``.
+    Returns:
+        (rewritten copy, number of blocks rewritten).
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    from facelm.model.heads import ShuffleBlock
+
+    dcr = _depth_to_space_dcr_class()
+    out = copy.deepcopy(model).eval()
+    n = 0
+    for block in out.modules():
+        if not isinstance(block, ShuffleBlock) or not isinstance(block.bn, nn.BatchNorm2d) or block.conv.groups != 1:
+            continue
+        r = block.shuffle.factor
+        perm = torch.tensor(crd_to_dcr_permutation(block.conv.out_channels, r))
+        with torch.no_grad():
+            block.conv.weight.copy_(block.conv.weight[perm])
+            if block.conv.bias is not None:
+                block.conv.bias.copy_(block.conv.bias[perm])
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                t = getattr(block.bn, name)
+                if t is not None:
+                    t.copy_(t[perm])
+        block.shuffle = dcr(r)
+        n += 1
+    return out, n
+
+
 def export_onnx(model, path: str | os.PathLike, input_size: int, opset: int = OPSET,
-                fold_bn: bool = True) -> Path:
+                fold_bn: bool = True, depth_to_space: bool = True) -> Path:
     """Export a heatmap model to ONNX with a static batch of one.
 
     Args:
@@ -69,6 +155,8 @@ def export_onnx(model, path: str | os.PathLike, input_size: int, opset: int = OP
         input_size: S in pixels.
         fold_bn: fold ConvTranspose+BN first (:func:`fold_deconv_batchnorm`); callers
             check parity against the unfolded model.
+        depth_to_space: export ``S`` blocks' PixelShuffle as DepthToSpace(DCR) with their conv
+            channels permuted (:func:`shuffle_to_depth_to_space`): one TFLite op instead of 7.
     Returns:
         ``path``.
     Raises:
@@ -82,6 +170,8 @@ def export_onnx(model, path: str | os.PathLike, input_size: int, opset: int = OP
     model = model.eval()
     if fold_bn:
         model, _ = fold_deconv_batchnorm(model)
+    if depth_to_space:
+        model, _ = shuffle_to_depth_to_space(model)
     dummy = torch.zeros(1, 3, input_size, input_size, dtype=torch.float32)
     try:
         with warnings.catch_warnings(), torch.no_grad():

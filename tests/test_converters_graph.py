@@ -151,3 +151,74 @@ def test_fuse_activations_leaves_a_shared_output(tmp_path):
     data = open(path, "rb").read()
     assert fuse_activations(path) == 0
     assert open(path, "rb").read() == data
+
+
+# ---- export rewrites (facelm.converters.onnx_export): the same function, fewer TFLite ops ----
+
+def _tiny_shuffle_model(strategy: str = "SSD", mode: str = "rank4"):
+    """The test config with ``S`` blocks and non-trivial BatchNorm statistics (eval mode)."""
+    import dataclasses
+
+    import torch
+
+    from facelm.model import build_model
+    from facelm.model.config import load_config
+
+    cfg = dataclasses.replace(load_config("tiny"), strategy=strategy, pixel_shuffle=mode)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(1 + 0.3 * torch.randn(m.num_features, generator=g))
+                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=g))
+    return model, cfg
+
+
+def test_crd_to_dcr_permutation():
+    from facelm.converters.onnx_export import crd_to_dcr_permutation
+
+    perm = crd_to_dcr_permutation(8, 2)
+    assert sorted(perm) == list(range(8))
+    assert perm == [0, 4, 1, 5, 2, 6, 3, 7]  # new q*C + c <- old c*4 + q, C = 2
+
+
+@pytest.mark.parametrize("mode", ["rank4", "native"])
+def test_shuffle_to_depth_to_space_same_outputs_original_untouched(mode):
+    import torch
+
+    from facelm.converters.onnx_export import shuffle_to_depth_to_space
+
+    model, cfg = _tiny_shuffle_model("SSD", mode)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rewritten, n = shuffle_to_depth_to_space(model)
+    assert n == 2
+    x = torch.randn(2, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref, out = model(x), rewritten(x)
+    assert float(ref.abs().max()) > 1e-2  # outputs carry signal
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+
+
+def test_export_onnx_depth_to_space_dcr_matches_torch(tmp_path):
+    import onnx
+    import torch
+
+    from facelm.converters.onnx_export import export_onnx, onnx_heatmaps, torch_heatmaps
+
+    model, cfg = _tiny_shuffle_model("SSD")
+    path = export_onnx(model, tmp_path / "m.onnx", cfg.input_size)
+    nodes = onnx.load(str(path)).graph.node
+    d2s = [n for n in nodes if n.op_type == "DepthToSpace"]
+    assert len(d2s) == 2
+    assert all(onnx.helper.get_attribute_value(next(a for a in n.attribute if a.name == "mode")) == b"DCR"
+               for n in d2s)
+    assert not {"Reshape", "Transpose"} & {n.op_type for n in nodes}
+    x = torch.randn(2, 3, cfg.input_size, cfg.input_size, generator=torch.Generator().manual_seed(3)).numpy()
+    np.testing.assert_allclose(onnx_heatmaps(path, x), torch_heatmaps(model, x), rtol=0, atol=1e-5)
+    plain = export_onnx(model, tmp_path / "p.onnx", cfg.input_size, depth_to_space=False)
+    assert "DepthToSpace" not in {n.op_type for n in onnx.load(str(plain)).graph.node}

@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             c = make_clip(name, photo, args.frames)
             truth = c["truth"] if c["real"] is None else real_truth(c["real"], lmk, det)
             keys = [(mode, smooth) for mode in args.modes for smooth in (False, True)]
-            runners = [VideoTracker(lmk, det, TrackingConfig(smoothing=OneEuroConfig() if sm else None)) if mode == "video"
-                       else ImageSmoother(lmk, det, OneEuroConfig() if sm else None) for mode, sm in keys]
+            runners = [VideoTracker(lmk, det, TrackingConfig(smoothing=OneEuroConfig() if sm else None))
+                       if mode == "video" else ImageSmoother(lmk, det, OneEuroConfig() if sm else None)
+                       for mode, sm in keys]
             t0 = time.perf_counter()
             for (mode, smooth), r in zip(keys, run(c["frames"], c["ts"], runners)):
                 row = {"clip": name if c["real"] is None else f"{photo}:{name}", "artifact": art,

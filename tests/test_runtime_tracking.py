@@ -128,7 +128,8 @@ def test_motion_clamp_limits_scale_and_rotation():
     c = np.array([50.0, 80.0])
     out, step, deg = clamp_motion(a, c, 0.1, 10.0)
     assert step == pytest.approx(np.log(1.3)) and deg == pytest.approx(np.degrees(0.35))
-    assert crop_scale(out) == pytest.approx(np.exp(0.1)) and np.degrees(np.arctan2(out[1, 0], out[0, 0])) == pytest.approx(10.0)
+    assert crop_scale(out) == pytest.approx(np.exp(0.1))
+    assert np.degrees(np.arctan2(out[1, 0], out[0, 0])) == pytest.approx(10.0)
     np.testing.assert_allclose(transform_points(c[None], out), transform_points(c[None], a), atol=1e-9)
     small = np.array([[1.01, 0.0, 3.0], [0.0, 1.01, 1.0]])
     assert clamp_motion(small, c, 0.1, 10.0)[0] is small
@@ -154,6 +155,27 @@ def test_a_crop_forced_to_shrink_is_refused(still, monkeypatch):
     r = _run(tr, oracle, clip.frames[3:4], clip.timestamps_ms[3:4], truth[3:4])[0]
     assert r.source == "tracking" and det.runs == 3
     assert crop_scale(before) / crop_scale(r.transform) == pytest.approx(np.exp(0.1))
+
+
+def test_a_face_grown_past_max_anchor_zoom_takes_a_fresh_anchor(still, monkeypatch):
+    """8 % zoom per frame is plausible, but after three frames (1.26x > 1.25x) the anchor is
+    re-taken at the face's new size, even though the detector agrees with the track."""
+    clip, truth = still
+    oracle = Oracle()
+    det = TruthDetector(oracle)
+    tr = VideoTracker(oracle, det, TrackingConfig(check_every=0))
+    _run(tr, oracle, clip.frames[:1], clip.timestamps_ms[:1], truth[:1])
+    c = truth[0].mean(0)
+    a = np.array([[1.08, 0, -0.08 * c[0]], [0, 1.08, -0.08 * c[1]]])
+    _fixed_motion(monkeypatch, a)
+    gt, res = truth[0], []
+    for i in range(1, 4):
+        gt = transform_points(gt, a)
+        res.append(_run(tr, oracle, clip.frames[i:i + 1], clip.timestamps_ms[i:i + 1], [gt])[0])
+    assert [r.source for r in res] == ["tracking", "tracking", "detector"] and det.runs == 2
+    assert res[2].health["redetect"] == "zoom" and res[2].health["anchor_zoom"] == pytest.approx(1.08 ** 3)
+    assert res[2].health["disagreement"] < 0.01
+    np.testing.assert_allclose(res[2].landmarks, gt, atol=0.01)
 
 
 def test_shape_checks_refuse_a_crop_without_the_face(still):

@@ -208,7 +208,8 @@ def _render(photo_img: np.ndarray, m: np.ndarray, cfg: RealClipConfig, fill: tup
 
 def _state(box: np.ndarray, m: np.ndarray, cfg: RealClipConfig) -> int:
     corners = transform_points(np.array([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]]), m)
-    inside = (corners[:, 0] >= 0) & (corners[:, 0] <= cfg.width - 1) & (corners[:, 1] >= 0) & (corners[:, 1] <= cfg.height - 1)
+    x, y = corners[:, 0], corners[:, 1]
+    inside = (x >= 0) & (x <= cfg.width - 1) & (y >= 0) & (y <= cfg.height - 1)
     if inside.all():
         return INSIDE
     lo, hi = corners.min(0), corners.max(0)

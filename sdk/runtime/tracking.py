@@ -215,6 +215,9 @@ class TrackingConfig:
             (made on a face cut by the border, or before a pose or expression change): the
             detector cross-checks the next frame and, if the residual is still above it there,
             re-anchors on that detection.
+        max_anchor_zoom: when the face's size has changed by more than this factor since the anchor
+            frame, the detector runs and a fresh anchor is taken at the new size (the model's output
+            depends on the face's resolution, and the anchor fixes it).
         min_flow_points: fewest inlier flow points that make a motion estimate; fewer: re-detect.
         smoothing: One Euro on the output landmarks (None: off).
     """
@@ -230,13 +233,15 @@ class TrackingConfig:
     check_every: int = 10
     max_disagreement: float = 0.15
     refresh_residual: float = 0.03
+    max_anchor_zoom: float = 1.25
     min_flow_points: int = 8
     smoothing: OneEuroConfig | None = None
 
     def __post_init__(self) -> None:
         if not (self.max_scale_step > 0 and self.max_rotation_step_deg > 0 and self.max_speed > 0
-                and self.max_shape_residual > 0 and self.max_fit_scale > 1 and self.max_disagreement > 0):
-            raise InputError(f"tracking thresholds must be positive (max_fit_scale > 1), got {self}")
+                and self.max_shape_residual > 0 and self.max_disagreement > 0
+                and self.max_fit_scale > 1 and self.max_anchor_zoom > 1):
+            raise InputError(f"tracking thresholds must be positive (max_fit_scale, max_anchor_zoom > 1), got {self}")
         if self.check_every < 0 or self.min_flow_points < 3 or self.refine_passes < 0:
             raise InputError(f"need check_every >= 0, min_flow_points >= 3, refine_passes >= 0, got {self}")
 
@@ -367,6 +372,7 @@ class VideoTracker:
     def reset(self) -> None:
         """Forget the face (the next frame runs the detector); timestamps still must increase."""
         self._m: np.ndarray | None = None  # (2, 3) image -> crop of the last frame
+        self._anchor_m: np.ndarray | None = None  # (2, 3) the anchor frame's crop
         self._grey: np.ndarray | None = None  # last frame, grey
         self._template: np.ndarray | None = None  # (K, 2) crop-space landmarks at the anchor
         self._offset: np.ndarray | None = None  # (2, 3) detector crop -> refined crop at the anchor
@@ -419,7 +425,7 @@ class VideoTracker:
         result = _image_result(image, self.model, det, d, self.config.refine_passes, timings)
         self._template = np.asarray(transform_points(result.raw_landmarks, result.transform))
         self._offset = compose(result.transform, invert_affine(d))
-        self._m = result.transform
+        self._m = self._anchor_m = result.transform
         self._since_check, self._stale = 0, False
         return result
 
@@ -449,8 +455,10 @@ class VideoTracker:
         m = compose(self._m, invert_affine(a))
         old, new = five_points_for_transform(self._m, size), five_points_for_transform(m, size)
         health["speed"] = float(np.linalg.norm(new - old, axis=1).mean() / np.linalg.norm(old[1] - old[0]))
+        health["anchor_zoom"] = crop_scale(self._anchor_m) / crop_scale(m)  # face size / anchor's
+        zoomed = abs(math.log(health["anchor_zoom"])) > math.log(cfg.max_anchor_zoom)
         self._since_check += 1
-        check = (clamped or self._stale or health["speed"] > cfg.max_speed
+        check = (clamped or zoomed or self._stale or health["speed"] > cfg.max_speed
                  or (cfg.check_every and self._since_check >= cfg.check_every))
         timings["tracking"] = _ms(t0)
         det, faces = None, None
@@ -460,11 +468,13 @@ class VideoTracker:
             if det is not None:
                 self._since_check = 0
                 health["disagreement"], health["det_scale"] = self._disagreement(det, m)
-                far = health["disagreement"] > cfg.max_disagreement or health["det_scale"] > math.log1p(cfg.max_disagreement)
-                if clamped or far:
+                far = (health["disagreement"] > cfg.max_disagreement
+                       or health["det_scale"] > math.log1p(cfg.max_disagreement))
+                if clamped or far or zoomed:
                     self.reanchors += 1
                     result = self._anchor(image, det, timings)
-                    result.health = {**health, "redetect": "clamped" if clamped else "disagreement"}
+                    why = "clamped" if clamped else "disagreement" if far else "zoom"
+                    result.health = {**health, "redetect": why}
                     return result, faces
         out = self.model(image, m)
         _add(timings, out.timings)

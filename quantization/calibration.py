@@ -10,6 +10,16 @@ Sources (``source`` argument):
   use different seeds, so they are disjoint). They are JD-106 faces: for a model of another
   layout (a brought iBUG-68 model) they are still aligned faces for calibration and drift,
   but carry no ground truth of that layout (``landmarks`` is ``None``; no own NME).
+- ``"realistic"``: faces of the realistic renderer (``SynthConfig.realistic()``: pose up to 60
+  degrees yaw, expressions, occluders, real backgrounds, grey, blur, JPEG), seed 1001.
+- ``"real"``: the real photos of :data:`REAL_CALIB_PHOTOS` (:mod:`facelm.data.real_faces`),
+  aligned from the shipped detector's points as the runtime aligns them, each face augmented into
+  many crops (:class:`CropAugment`: similarity jitter, mirror, brightness/contrast/saturation,
+  blur, grey, sensor noise). The real-clip photos (:data:`REAL_EVAL_PHOTOS`) are never used.
+- ``"mixed"``: a third each of ``synthetic``, ``realistic`` and ``real``.
+
+  For these three the evaluation set is the standard synthetic one (seed 2002), so drift figures
+  stay comparable across calibration sources.
 - a data set that :func:`facelm.data.sources.load_records` reads: a JD-landmark folder
   (``picture/`` + ``landmark/``), a WFLW annotation ``.txt`` or a 300W folder of ``.pts`` files.
 - an image folder: ``NAME.jpg|png|bmp`` with a sidecar ``NAME.txt`` / ``NAME.jpg.txt``
@@ -194,6 +204,151 @@ def synthetic_faces(count: int, input_size: int, seed: int, with_landmarks: bool
     return FaceSet(d["crops"], lms, [f"synthetic:{seed}:{i}" for i in range(count)], f"synthetic (seed {seed}{note})")
 
 
+# ------------------------------------------------------------ deployment-like calibration sources
+#: Named calibration sources (``facelm convert --calib NAME``); anything else is a folder.
+CALIB_SOURCES = ("synthetic", "realistic", "real", "mixed")
+#: Real photos that calibration augments (:mod:`facelm.data.real_faces`; 10 detected faces).
+REAL_CALIB_PHOTOS = ("obama_speaking", "biden", "obama_partial", "tom_hanks", "group")
+#: Real photos kept out of calibration: the real-clip photos (:data:`facelm.data.real_clips.EYES`),
+#: whose crops and clips evaluate int8 drift and jitter.
+REAL_EVAL_PHOTOS = ("astronaut", "grace_hopper", "obama")
+
+
+@dataclass(frozen=True)
+class CropAugment:
+    """How one detected real face becomes many calibration crops.
+
+    Attributes:
+        rotation_deg: rotation about the crop centre, uniform in ``±rotation_deg`` degrees.
+        scale: relative scale change, uniform in ``1 ± scale``.
+        shift: translation per axis, uniform in ``±shift`` as a fraction of the crop side.
+        flip: probability of a horizontal mirror (no landmarks are carried, so no relabelling).
+        color_jitter: brightness, contrast and saturation each scaled by ``U(1 ± color_jitter)``.
+        noise_sigma: (min, max) sigma of fresh Gaussian sensor noise, grey levels (0..255).
+        blur: probability of a Gaussian blur of sigma ``U(blur_sigma)`` crop pixels.
+        blur_sigma: (min, max) blur sigma.
+        grayscale: probability of turning the crop grey (three equal channels).
+    """
+
+    rotation_deg: float = 10.0
+    scale: float = 0.08
+    shift: float = 0.03
+    flip: float = 0.5
+    color_jitter: float = 0.3
+    noise_sigma: tuple[float, float] = (0.0, 6.0)
+    blur: float = 0.3
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
+    grayscale: float = 0.15
+
+
+def _jitter_transform(rng: np.random.Generator, aug: CropAugment, size: int) -> np.ndarray:
+    """(2, 3) crop -> jittered-crop similarity (rotation, scale, shift about the centre, optional mirror)."""
+    from facelm.data.augment import AugmentConfig, compose, geometric_transform, mirror_transform
+
+    cfg = AugmentConfig(flip=0.0, pca_noise=0.0, color_jitter=0.0, erasing=0.0, rotation=aug.rotation_deg,
+                        scale=aug.scale, shift=aug.shift * size)
+    m = geometric_transform(rng, cfg, size)
+    return compose(mirror_transform(size), m) if rng.random() < aug.flip else m
+
+
+def _photometric(crop: np.ndarray, rng: np.random.Generator, aug: CropAugment) -> np.ndarray:
+    """Colour jitter, optional blur, optional grey, sensor noise on a (S, S, 3) uint8 crop -> uint8."""
+    import cv2
+
+    from facelm.data.augment import LUMA, color_jitter
+
+    x = color_jitter(crop.astype(np.float32), rng, aug.color_jitter) if aug.color_jitter > 0 else crop.astype(np.float32)
+    if rng.random() < aug.blur:
+        x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(*aug.blur_sigma)))
+    if rng.random() < aug.grayscale:
+        x = np.repeat((x @ LUMA)[..., None], 3, axis=-1)
+    sigma = float(rng.uniform(*aug.noise_sigma))
+    if sigma > 0:
+        x = x + rng.normal(0.0, sigma, x.shape).astype(np.float32)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def detect_real_faces(photos: tuple[str, ...], detector: str = "auto") -> list[tuple[str, np.ndarray, object]]:
+    """Every face the shipped detector finds in each photo: ``(name, image, Detection)``.
+
+    Names are ``PHOTO#j`` (j = detection rank). Raises InputError when a photo holds no face.
+    """
+    from facelm.data import real_faces
+    from facelm.detect import create_detector
+
+    det = create_detector(detector)
+    out = []
+    for name in photos:
+        img = real_faces.load(name)
+        found = det.detect(img)
+        if not found:
+            raise InputError(f"real photo {name!r}: the {detector} detector finds no face")
+        out += [(f"{name}#{j}", img, d) for j, d in enumerate(found)]
+    return out
+
+
+def real_photo_faces(count: int, input_size: int, seed: int, photos: tuple[str, ...] = REAL_CALIB_PHOTOS,
+                     augment: CropAugment | None = None, detector: str = "auto") -> FaceSet:
+    """``count`` aligned crops of real photos (no ground truth: ``landmarks`` is ``None``).
+
+    Each face is aligned from the detector's points (:meth:`facelm.detect.base.Detection.alignment`,
+    the runtime's crop), first once as is, then again and again with :class:`CropAugment`
+    (deterministic in ``seed``), cycling over the faces.
+    """
+    from facelm.alignment import warp_face
+    from facelm.data.augment import compose
+
+    if count < 1:
+        raise InputError(f"need at least one real crop, got {count}")
+    aug = augment or CropAugment()
+    faces = detect_real_faces(tuple(photos), detector)
+    rng = np.random.default_rng(seed)
+    crops, names = np.empty((count, input_size, input_size, 3), np.uint8), []
+    for i in range(count):
+        name, img, d = faces[i % len(faces)]
+        m = d.alignment(input_size)
+        if i < len(faces):
+            crops[i] = warp_face(img, m, input_size)
+        else:
+            crops[i] = _photometric(warp_face(img, compose(_jitter_transform(rng, aug, input_size), m), input_size),
+                                    rng, aug)
+        names.append(f"real:{seed}:{name}:{i}")
+    return FaceSet(crops, None, names, f"real photos {', '.join(photos)} ({len(faces)} faces, augmented, seed {seed})")
+
+
+def realistic_faces(count: int, input_size: int, seed: int, with_landmarks: bool = True) -> FaceSet:
+    """``count`` faces of the realistic renderer (``SynthConfig.realistic()``: pose, expressions,
+    occluders, real backgrounds), aligned from their ground-truth five points."""
+    from facelm.data.synth import SynthConfig, generate_aligned
+
+    d = generate_aligned(count, seed, input_size, cfg=SynthConfig.realistic())
+    lms = d["landmarks"].astype(np.float64) if with_landmarks else None
+    return FaceSet(d["crops"], lms, [f"realistic:{seed}:{i}" for i in range(count)], f"realistic synthetic (seed {seed})")
+
+
+def mixed_faces(count: int, input_size: int, seed: int) -> FaceSet:
+    """Thirds of synthetic, realistic synthetic and augmented real crops (no ground truth)."""
+    n = [count // 3 + (1 if i < count % 3 else 0) for i in range(3)]
+    parts = [synthetic_faces(n[0], input_size, seed), realistic_faces(n[1], input_size, seed),
+             real_photo_faces(n[2], input_size, seed)]
+    parts = [p for p, k in zip(parts, n) if k > 0]
+    return FaceSet(np.concatenate([p.crops for p in parts]), None, sum((p.names for p in parts), []),
+                   "mixed: " + "; ".join(p.source for p in parts))
+
+
+def calibration_faces(source: str, count: int, input_size: int, with_landmarks: bool = True) -> FaceSet:
+    """The calibration set of a named source (:data:`CALIB_SOURCES`), seed :data:`CALIB_SEED`."""
+    if source == "synthetic":
+        return synthetic_faces(count, input_size, CALIB_SEED, with_landmarks)
+    if source == "realistic":
+        return realistic_faces(count, input_size, CALIB_SEED, with_landmarks)
+    if source == "real":
+        return real_photo_faces(count, input_size, CALIB_SEED)
+    if source == "mixed":
+        return mixed_faces(count, input_size, CALIB_SEED)
+    raise InputError(f"unknown calibration source {source!r}; choose one of {', '.join(CALIB_SOURCES)} or a folder")
+
+
 def build_sets(
     source: str | os.PathLike = "synthetic",
     input_size: int = 192,
@@ -205,7 +360,7 @@ def build_sets(
     """Disjoint calibration and evaluation sets.
 
     Args:
-        source: ``"synthetic"`` or a folder (see the module docstring).
+        source: a name of :data:`CALIB_SOURCES` or a folder (see the module docstring).
         input_size: model input side S in pixels.
         layout: landmark layout of the annotations.
         num_calib, num_eval: wanted sizes. A folder with fewer than ``num_calib + num_eval``
@@ -218,11 +373,12 @@ def build_sets(
     if num_calib < 1 or num_eval < 1:
         raise InputError(f"need at least one calibration and one evaluation face, got {num_calib}, {num_eval}")
     lay = get_layout(layout)
-    if str(source) == "synthetic":
+    if str(source) in CALIB_SOURCES:
         gt = lay.name == "jd106"
         if not gt and not synthetic_any_layout:
-            raise InputError(f"synthetic faces are JD-106; the model's layout is {lay.name}")
-        return (synthetic_faces(num_calib, input_size, CALIB_SEED, gt),
+            what = "" if str(source) == "synthetic" else f" (the evaluation set of calibration source {source})"
+            raise InputError(f"synthetic faces are JD-106{what}; the model's layout is {lay.name}")
+        return (calibration_faces(str(source), num_calib, input_size, gt),
                 synthetic_faces(num_eval, input_size, EVAL_SEED, gt))
     faces = _faces_from_folder(Path(source), lay)
     if len(faces) < 2:

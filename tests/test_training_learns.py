@@ -4,6 +4,11 @@ Asserts that the held-out NME is at most half of the NME of always predicting th
 (aligned) shape of the training faces. The run evaluates the held-out faces after every epoch
 and stops at the first epoch that reaches the ratio (one run measured 0.615 at epoch 18 of 50
 and 0.44 at epoch 50), so it trains only as long as learning takes.
+
+It costs minutes (247 s on a 2-core CI host, issue 22), so it carries the ``learning`` marker:
+the default ``pytest`` run deselects it (``pyproject.toml`` addopts) and ``.ci/run`` runs it as its
+own time-boxed step, ``pytest -m learning``. Smaller versions did not prove learning: 340 training
+faces at 96 px or at 64 px stayed at 0.86 and 0.98 of the mean-shape NME after 28-30 epochs.
 """
 from __future__ import annotations
 
@@ -40,7 +45,8 @@ def learn_faces(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # hang guard: a full 50 epochs at the slowest machine's ~10 s/epoch, times 3
+@pytest.mark.learning  # deselected by default; .ci/run: timeout 900 pytest -m learning
+@pytest.mark.timeout(840)  # hang guard inside .ci/run's box: a full 50 epochs at the slowest machine's ~10 s/epoch + 60%
 def test_tiny_model_beats_mean_shape_by_half(learn_faces, tmp_path):
     cfg = load_train_config("tiny").replace(
         epochs=MAX_EPOCHS, lr=3e-3, lr_milestones=(0.7, 0.9), val_fraction=HELD_OUT / FACES,

@@ -48,6 +48,7 @@ def measure(ckpt: str, synth_count: int, repeats: int, seed: int, flip: bool, ph
 
 
 def plot(results: list[dict], path: Path) -> None:
+    """Gain against noise, one line per checkpoint and data set (``results``: the JSON records)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,7 +58,8 @@ def plot(results: list[dict], path: Path) -> None:
     for r in results:
         for kind, style in (("real", "-o"), ("synthetic", "--s")):
             c = r[kind]
-            ax.plot(100 * c.sigmas, c.gain, style, label=f"{_label(r['checkpoint'])}: {kind} ({c.faces} faces)")
+            ax.plot(100 * np.asarray(c["sigmas"]), c["gain"], style,
+                    label=f"{_label(r['checkpoint'])}: {kind} ({c['faces']} faces)")
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("five-point noise σ per coordinate (% IOD)")
@@ -80,19 +82,27 @@ def main() -> int:
     ap.add_argument("--flip", action="store_true", help="flip test in every pass")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--plot", type=Path, help="write the curves here (PNG)")
+    ap.add_argument("--replot", nargs="+", type=Path, metavar="OUTPUT",
+                    help="measure nothing: plot the JSON lines of earlier runs' outputs together")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    photos = list(real_faces.available())
-    results = [measure(c, args.synth, args.repeats, args.seed, args.flip, photos) for c in (args.checkpoints or [""])]
-    for r in results:
-        for kind in ("synthetic", "real"):
-            c = r[kind]
-            print(f"\n{_label(r['checkpoint'])} — {kind}: {c.faces} faces x {c.repeats} draws\n")
-            print(c.table())
-    print(json.dumps([{**{k: v for k, v in r.items() if k not in ("synthetic", "real")},
-                       "synthetic": r["synthetic"].to_dict(), "real": r["real"].to_dict()} for r in results]))
+    if args.replot:
+        records = [r for p in args.replot
+                   for r in json.loads([ln for ln in p.read_text().splitlines() if ln.startswith("[{")][-1])]
+    else:
+        torch.set_num_threads(args.threads)
+        photos = list(real_faces.available())
+        results = [measure(c, args.synth, args.repeats, args.seed, args.flip, photos)
+                   for c in (args.checkpoints or [""])]
+        for r in results:
+            for kind in ("synthetic", "real"):
+                c = r[kind]
+                print(f"\n{_label(r['checkpoint'])} — {kind}: {c.faces} faces x {c.repeats} draws\n")
+                print(c.table())
+        records = [{**{k: v for k, v in r.items() if k not in ("synthetic", "real")},
+                    "synthetic": r["synthetic"].to_dict(), "real": r["real"].to_dict()} for r in results]
+        print(json.dumps(records))
     if args.plot:
-        plot(results, args.plot)
+        plot(records, args.plot)
         print(f"wrote {args.plot}")
     return 0
 

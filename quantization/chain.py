@@ -2,7 +2,7 @@
 
 Both models run on the same faces with every intermediate tensor kept (onnxruntime with
 each node output exposed; LiteRT with ``experimental_preserve_all_tensors``). TFLite ops
-with weights are matched to ONNX nodes by their weights (:func:`facelm.quantization.debug.onnx_weight_index`);
+with weights are matched to ONNX nodes by their weights (:func:`facelm.quantization.tflite_graph.onnx_weight_index`);
 the TFLite output (NHWC) is compared with the ONNX node's output and, when the TFLite op fused
 an activation, with the output of the ONNX activation that follows (NCHW, transposed).
 The first op, in TFLite execution order, whose max difference exceeds ``tolerance`` times
@@ -56,7 +56,7 @@ def first_divergence(onnx_path: str | os.PathLike, fp32_tflite: str | os.PathLik
     import onnx
     from ai_edge_litert.interpreter import Interpreter
 
-    from facelm.quantization.debug import _const_array, _graph, _match_weights, _tensor_name, onnx_weight_index
+    from facelm.quantization.tflite_graph import const_array, match_weights, onnx_weight_index, read_graph, tensor_name
 
     onnx_path, fp32_tflite = Path(onnx_path), Path(fp32_tflite)
     model = fp32_tflite.read_bytes()
@@ -67,11 +67,11 @@ def first_divergence(onnx_path: str | os.PathLike, fp32_tflite: str | os.PathLik
     for n in g.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    ops, tensors = _graph(model)
+    ops, tensors = read_graph(model)
     matched = []
     for op in ops:
         if len(op.inputs) > 1 and op.inputs[1] >= 0:
-            hit = _match_weights(_const_array(model, tensors[op.inputs[1]]), index)
+            hit = match_weights(const_array(model, tensors[op.inputs[1]]), index)
             if hit:
                 matched.append((op, hit[0]))
     if not matched:
@@ -104,7 +104,7 @@ def first_divergence(onnx_path: str | os.PathLike, fp32_tflite: str | os.PathLik
             continue
         rel, name = best
         max_rel = max(max_rel, rel)
-        per_op.append({"index": op.index, "op": op.op, "tflite": _tensor_name(tensors[op.outputs[0]]),
+        per_op.append({"index": op.index, "op": op.op, "tflite": tensor_name(tensors[op.outputs[0]]),
                        "onnx": name, "rel_diff": rel})
         if first is None and rel > tolerance:
             first, first_err = f"{op.op} #{op.index} = ONNX {name}", f"relative difference {rel:.3g}"

@@ -45,6 +45,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from facelm.errors import InputError
+from facelm.quantization.tflite_graph import (const_array, match_weights, onnx_module_path,  # noqa: F401
+                                              onnx_weight_index, read_graph, tensor_name)
 
 log = logging.getLogger("facelm.quant_debug")
 
@@ -159,104 +161,6 @@ def quantize(calibrated: bytes, per_channel: bool = True, keep_float: Sequence[s
                                  denylisted_nodes=list(keep_float) or None)
 
 
-# ------------------------------------------------------------------------- the graph
-@dataclass
-class _Op:
-    index: int
-    op: str
-    inputs: list[int]
-    outputs: list[int]
-
-
-def _graph(model: bytes) -> tuple[list[_Op], list[Any]]:
-    """(operators in execution order, tensors) of subgraph 0 of a ``.tflite`` flatbuffer."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    from facelm.quantization.delegates import op_codes
-
-    m = schema.Model.GetRootAsModel(model, 0)
-    codes = [custom if name == "CUSTOM" and custom else name for name, custom, _ in op_codes(m)]
-    sg = m.Subgraphs(0)
-    ops = [_Op(i, codes[sg.Operators(i).OpcodeIndex()], list(sg.Operators(i).InputsAsNumpy()),
-               list(sg.Operators(i).OutputsAsNumpy())) for i in range(sg.OperatorsLength())]
-    tensors = [sg.Tensors(t) for t in range(sg.TensorsLength())]
-    return ops, tensors
-
-
-def _tensor_name(t) -> str:
-    return (t.Name() or b"").decode("utf-8", "replace")
-
-
-def _const_array(model: bytes, tensor) -> np.ndarray | None:
-    """A float32 constant tensor's values, or None."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    if tensor.Type() != schema.TensorType.FLOAT32:
-        return None
-    m = schema.Model.GetRootAsModel(model, 0)
-    buf = m.Buffers(tensor.Buffer())
-    if buf is None:
-        return None
-    if buf.DataLength():
-        raw = buf.DataAsNumpy().tobytes()
-    elif buf.Size():
-        raw = model[buf.Offset():buf.Offset() + buf.Size()]
-    else:
-        return None
-    return np.frombuffer(raw, dtype=np.float32)
-
-
-# ------------------------------------------------------------------ torch module tracing
-def onnx_module_path(node_name: str) -> str:
-    """ONNX node name from the torch exporter -> torch module path.
-
-    ``/backbone/features/features.1/block/block.0/block.0.0/Conv`` -> ``backbone.features.1.block.0.0``.
-    """
-    comps = [c for c in node_name.strip("/").split("/") if c][:-1]
-    parts, prev = [], None
-    for c in comps:
-        parts.append(c[len(prev) + 1:] if prev and c.startswith(prev + ".") else c)
-        prev = c
-    return ".".join(parts)
-
-
-def onnx_weight_index(onnx_path: str | os.PathLike) -> list[tuple[np.ndarray, str, str]]:
-    """``[(sorted float weights, node name, module path)]`` for every Conv/ConvTranspose/Gemm/MatMul."""
-    import onnx
-    from onnx import numpy_helper
-
-    g = onnx.load(str(onnx_path)).graph
-    inits = {i.name: i for i in g.initializer}
-    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
-    out = []
-    for n in g.node:
-        if n.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or len(n.input) < 2:
-            continue
-        w = None
-        if n.input[1] in inits:
-            w = numpy_helper.to_array(inits[n.input[1]])
-        elif n.input[1] in consts:
-            w = numpy_helper.to_array(consts[n.input[1]].attribute[0].t)
-        if w is not None:
-            out.append((np.sort(w.astype(np.float32).ravel()), n.name, onnx_module_path(n.name)))
-    return out
-
-
-def _match_weights(w: np.ndarray | None, index: list[tuple[np.ndarray, str, str]]) -> tuple[str, str] | None:
-    if w is None or w.size < 2:
-        return None
-    ws = np.sort(w)
-    best = None
-    for sorted_w, node, module in index:
-        if sorted_w.size != ws.size:
-            continue
-        err = float(np.max(np.abs(sorted_w - ws)))
-        scale = float(np.max(np.abs(sorted_w))) or 1.0
-        if err <= 1e-4 * scale and (best is None or err < best[0]):
-            best = (err, node, module)
-    return None if best is None else (best[1], best[2])
-
-
 # --------------------------------------------------------------------------- per layer
 @dataclass
 class LayerRow:
@@ -318,10 +222,10 @@ def layer_statistics(debug_model: bytes, evals_nhwc: np.ndarray, weights_index: 
 
     known: set[str] = set()
     if calibrated is not None:
-        c_ops, c_tensors = _graph(calibrated)
-        known = {_tensor_name(c_tensors[o]) for op in c_ops for o in op.outputs}
+        c_ops, c_tensors = read_graph(calibrated)
+        known = {tensor_name(c_tensors[o]) for op in c_ops for o in op.outputs}
 
-    ops, tensors = _graph(debug_model)
+    ops, tensors = read_graph(debug_model)
     producer = {o: op for op in ops for o in op.outputs}
     layers = []
     for op in ops:
@@ -357,10 +261,10 @@ def layer_statistics(debug_model: bytes, evals_nhwc: np.ndarray, weights_index: 
         sig, noi, clip, cnt = acc
         module = node = ""
         if weights_index and fop is not None and len(fop.inputs) > 1 and fop.inputs[1] >= 0:
-            hit = _match_weights(_const_array(debug_model, tensors[int(fop.inputs[1])]), weights_index)
+            hit = match_weights(const_array(debug_model, tensors[int(fop.inputs[1])]), weights_index)
             if hit:
                 node, module = hit
-        fname = _tensor_name(tensors[fop.outputs[0]]) if fop is not None else _tensor_name(tensors[q_idx])
+        fname = tensor_name(tensors[fop.outputs[0]]) if fop is not None else tensor_name(tensors[q_idx])
         while known and fname not in known and fname[-1:].isdigit():
             fname = fname[:-1]  # the quantizer suffixes duplicated names ("x:0" -> "x:01")
         live = sig > 0

@@ -1,6 +1,6 @@
 """Probe what onnx2tf makes of a model's PixelShuffle: count TFLite ops and their ranks.
 
-Run ``python -m facelm.model.export_probe [CONFIG]`` (needs the ``convert`` extra). For each
+Run ``python -m facelm.converters.export_probe [CONFIG]`` (needs the ``convert`` extra). For each
 PixelShuffle formulation it exports the config to ONNX and converts it with onnx2tf in a
 temporary directory, with the conversion chain's own functions
 (``facelm.converters.onnx_export.export_onnx``, ``facelm.converters.tflite.run_onnx2tf``;
@@ -8,8 +8,8 @@ nothing is downloaded), and prints the TFLite operator histogram and the highest
 in the graph (``facelm.converters.tflite.count_ops``), plus the GPU-delegate compatibility
 verdict of ``tf.lite.experimental.Analyzer``. The findings are written up in docs/model_zoo.md.
 
-This is a diagnostic tool, not part of the conversion chain (that lives in
-``converters/``).
+This is a diagnostic tool, not part of the conversion chain. It lives in ``converters/``
+(it was ``facelm.model.export_probe``): the model package does not import the converters.
 """
 from __future__ import annotations
 

@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 HOST_TARGET: dict[str, Any] = {"kind": "llvm"}
 ANDROID_TARGET: dict[str, Any] = {"kind": "llvm", "mtriple": "aarch64-linux-android", "mattr": ["+neon"]}
 NDK_ENV = "TVM_NDK_CC"
+#: the target the shipped tuning databases were tuned for and are applied with: any AVX2/FMA
+#: x86-64 host runs its code (not ``znver*``/native), one core (MetaSchedule needs ``num-cores``)
+SHIPPED_TARGET: dict[str, Any] = {"kind": "llvm", "mcpu": "haswell", "num-cores": 1}
+#: the two files of a MetaSchedule JSON database
+DB_FILES = ("database_workload.json", "database_tuning_record.json")
+#: the card next to a shipped database (target, trials, TVM version, date, measured latency)
+CARD_FILE = "card.json"
 
 LINK_NOTE = (
     "the Android TVM library is left as AArch64 object files in {tar}. To link it:\n"
@@ -61,7 +68,7 @@ def import_onnx(onnx_path: str | os.PathLike, input_shape: tuple[int, ...], inpu
         raise ConversionError(f"TVM cannot import {onnx_path}: {type(exc).__name__}: {exc}") from exc
 
 
-def import_tflite_int8(tflite_path: str | os.PathLike):
+def import_tflite_int8(tflite_path: str | os.PathLike, integer: bool = True):
     """An int8 ``.tflite`` (float32 in/out, int8 inside) -> relax IRModule, for the ``tvm_int8`` artifacts.
 
     Uses TVM 0.27's relax TFLite frontend (needs the ``tflite`` flatbuffer package, 2.18.0,
@@ -74,7 +81,13 @@ def import_tflite_int8(tflite_path: str | os.PathLike):
       TRANSPOSE only moves values): :class:`_Int8Ops` admits them;
     - ``TRANSPOSE_CONV`` comes out NHWC/IOHW, which TVM's conv2d_transpose lowering does not
       take: it is converted to NCHW (``ConvertLayout``);
-    - constants are folded (the weights' dequantize runs once, at compile time).
+    - with ``integer`` (the default), every convolution and transposed convolution whose
+      weights are a per-channel int8 constant with zero point 0 and whose input is a
+      dequantized int8 tensor is rewritten by :func:`integer_convs`: int8 weights stay int8
+      constants, the conv runs on integers (int16 input minus zero point x int8 weights,
+      int32 accumulate) and one float multiply per output channel rescales it; without it
+      the weights' dequantize is folded into float32 constants (a float model in QDQ form);
+    - constants are folded.
 
     The module takes the TFLite model's NHWC float32 input and returns its NHWC heatmaps.
 
@@ -96,12 +109,99 @@ def import_tflite_int8(tflite_path: str | os.PathLike):
         mod = from_tflite(tflite.Model.GetRootAsModel(buf, 0), op_converter=_int8_ops())
         if isinstance(mod, tuple):
             mod = mod[0]
+        if integer:
+            mod = integer_convs(mod)
         mod = relax.transform.FoldConstant()(mod)
         mod = relax.transform.ConvertLayout({"relax.nn.conv2d_transpose": ["NCHW", "IOHW"]})(mod)
         return relax.transform.FoldConstant()(mod)
     except Exception as exc:  # the frontend raises many types
         raise ConversionError(f"TVM cannot import {Path(tflite_path).name}: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def integer_convs(mod):
+    """Rewrite QDQ convolutions of a TFLite-imported module to integer convolutions (int8 weights).
+
+    Pattern (what the relax TFLite frontend emits for a quantized CONV_2D, DEPTHWISE_CONV_2D
+    or TRANSPOSE_CONV): ``conv(dequantize(xq, sx, zx), [reshape](dequantize(Wq, sw, 0)))``
+    with ``Wq`` an int8 constant, ``sx``/``zx`` scalars and ``sw`` one scale per output channel
+    (or one). Rewritten to::
+
+        acc = conv(astype(xq, int16) - zx, Wq, out_dtype=int32)    # exact integer sum
+        y   = astype(acc, float32) * (sx * sw)                     # (O,) along NHWC's C
+
+    which is the same sum: ``sx*sw*sum((xq - zx) * Wq)``; a padded border is 0 in both (the
+    float conv pads the dequantized value 0, i.e. ``xq == zx``). Only float rounding order
+    differs. The bias add and the output ``quantize`` that follow are left as they are. A conv
+    that does not fit the pattern (float weights, a nonzero weight zero point, a non-NHWC
+    output) is left unchanged.
+
+    Args:
+        mod: module from ``from_tflite`` before any constant folding.
+    Returns:
+        The module with its ``main`` rewritten.
+    """
+    import_tvm()
+    from tvm import relax
+    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+
+    xq, sx, zx = wildcard(), is_const(), is_const()
+    wq, sw, zw = is_const(), is_const(), is_const()
+    x = is_op("relax.dequantize")(xq, sx, zx)
+    w0 = is_op("relax.dequantize")(wq, sw, zw)
+    w = w0 | is_op("relax.reshape")(w0, wildcard())
+    conv = is_op("relax.nn.conv2d")(x, w) | is_op("relax.nn.conv2d_transpose")(x, w)
+
+    def rewrite(expr, m):
+        a = expr.attrs
+        wq_np, sw_np = m[wq].value.numpy(), m[sw].value.numpy().astype(np.float64).reshape(-1)
+        sx_np, zx_np = m[sx].value.numpy(), m[zx].value.numpy()
+        w_shape = [int(d) for d in expr.args[1].ty.shape]
+        out_c = w_shape[a.kernel_layout.index("O")]
+        if (wq_np.dtype != np.int8 or np.any(m[zw].value.numpy() != 0) or sx_np.size != 1 or zx_np.size != 1
+                or sw_np.size not in (1, out_c) or a.out_layout != "NHWC"
+                or str(m[xq].ty.dtype) not in ("int8", "uint8")):
+            return expr
+        xs = relax.op.subtract(relax.op.astype(m[xq], "int16"), relax.const(int(zx_np.reshape(())), "int16"))
+        wc = relax.const(wq_np.reshape(w_shape))
+        if expr.op.name == "relax.nn.conv2d":
+            acc = relax.op.nn.conv2d(xs, wc, strides=a.strides, padding=a.padding, dilation=a.dilation,
+                                     groups=a.groups, data_layout=a.data_layout, kernel_layout=a.kernel_layout,
+                                     out_layout=a.out_layout, out_dtype="int32")
+        else:
+            acc = relax.op.nn.conv2d_transpose(xs, wc, strides=a.strides, padding=a.padding,
+                                               output_padding=a.output_padding, dilation=a.dilation,
+                                               groups=a.groups, data_layout=a.data_layout,
+                                               kernel_layout=a.kernel_layout, out_layout=a.out_layout,
+                                               out_dtype="int32")
+        scale = (float(sx_np.reshape(())) * sw_np).astype(np.float32)
+        return relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale))
+
+    mod = mod.clone() if hasattr(mod, "clone") else mod
+    mod["main"] = rewrite_call(conv, rewrite, mod["main"])
+    return mod
+
+
+def int8_constant_bytes(mod) -> dict[str, int]:
+    """Bytes of the constants in a module's ``main`` by dtype (``{"int8": ..., "float32": ...}``)."""
+    from collections import Counter
+
+    tvm = import_tvm()
+    from tvm import relax
+
+    sizes: Counter[str] = Counter()
+
+    @relax.expr_functor.visitor
+    class _Consts(relax.PyExprVisitor):
+        def visit_generic_const_(self, c):  # noqa: N802 - TVM's visitor naming
+            v = getattr(c, "value", None)
+            if hasattr(v, "numpy"):
+                a = v.numpy()
+                sizes[str(a.dtype)] += a.nbytes
+
+    _Consts().visit_expr(mod["main"])
+    del tvm
+    return dict(sizes)
 
 
 def _int8_ops():
@@ -352,11 +452,13 @@ class TvmBuild:
     tuned_kernels: int = 0
     note: str = ""
     op_counts: dict[str, int] | None = None
+    #: name of the shipped tuning database applied (or continued), "" if none
+    database: str = ""
 
 
 def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, input_shape: tuple[int, ...],
                  trials: int = 0, work_dir: str | os.PathLike | None = None, population: int = 128,
-                 mod=None, prepack: bool = True) -> TvmBuild:
+                 mod=None, prepack: bool = True, shipped_db: bool = True) -> TvmBuild:
     """Compile for this machine and export a loadable ``.so``.
 
     Args:
@@ -369,21 +471,39 @@ def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, inpu
             (``--tvm-tuning-db``); with ``trials>0`` tuning continues that database.
         population: evolutionary-search population (see :func:`tune`).
         mod: the relax module of ``onnx_path`` when the caller already imported it.
+        shipped_db: without a ``work_dir``, look for a shipped database whose workloads
+            match the module (:func:`find_shipped_db`): with ``trials=0`` it is applied,
+            with ``trials>0`` tuning continues a copy of it (the package is never written).
+            A module with no match is built untuned (or tuned from scratch) with a note.
     """
     tvm = import_tvm()
     mod = mod if mod is not None else import_onnx(onnx_path, input_shape)
     op_counts = relax_op_counts(mod)
     target = host_target(tuned=trials > 0)
-    tuned_kernels = 0
+    tuned_kernels, database, note = 0, "", ""
+    shipped = None
+    if work_dir is None and shipped_db:
+        shipped, note = find_shipped_db(mod)
+        log.info("%s", note)
     if trials > 0:
         with tempfile.TemporaryDirectory(prefix="facelm-tune-") as tmp:
+            if shipped is not None:
+                for f in DB_FILES:
+                    shutil.copy2(shipped / f, Path(tmp) / f)
+                target = dict((read_card(shipped) or {}).get("target") or SHIPPED_TARGET)
+                database = shipped.name
             mod = tune(mod, target, trials, work_dir or tmp, population=population, prepack=prepack)
         tuned_kernels = scheduled_kernels(mod)
-    elif work_dir is not None:
-        target = host_target(tuned=True)
-        mod = apply_database(mod, target, work_dir, prepack=prepack)
+    elif work_dir is not None or shipped is not None:
+        db = work_dir if work_dir is not None else shipped
+        if shipped is not None:
+            target = dict((read_card(shipped) or {}).get("target") or SHIPPED_TARGET)
+            database = shipped.name
+        else:
+            target = host_target(tuned=True)
+        mod = apply_database(mod, target, db, prepack=prepack)
         tuned_kernels = scheduled_kernels(mod)
-        log.info("applied %s: %d kernels with tuned schedules (no tuning)", work_dir, tuned_kernels)
+        log.info("applied %s: %d kernels with tuned schedules (no tuning)", db, tuned_kernels)
     try:
         ex = tvm.compile(mod, target=tvm.target.Target(target))
         out_path = Path(out_path)
@@ -392,7 +512,7 @@ def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, inpu
     except Exception as exc:
         raise ConversionError(f"TVM host build failed: {type(exc).__name__}: {exc}") from exc
     return TvmBuild(path=out_path, target=target, linked=True, trials=trials, tuned_kernels=tuned_kernels,
-                    op_counts=op_counts)
+                    op_counts=op_counts, note=note, database=database)
 
 
 def compile_android(onnx_path: str | os.PathLike | None, out_dir: str | os.PathLike,
@@ -457,3 +577,95 @@ def relax_op_counts(mod) -> dict[str, int]:
 
     _Count().visit_expr(mod["main"])
     return dict(sorted(counts.items()))
+
+
+# ---- shipped tuning databases (sdk/assets/tvm_tuning/<config>/) ----------------------------
+
+def shipped_root() -> Path:
+    """Folder of the shipped databases: ``facelm/assets/tvm_tuning`` (one sub-folder per config)."""
+    from facelm.assets import ASSETS_DIR
+
+    return ASSETS_DIR / "tvm_tuning"
+
+
+def shipped_db_dir(config_name: str) -> Path:
+    """Where the database of zoo config ``config_name`` is (or would be) shipped."""
+    return shipped_root() / config_name
+
+
+def read_card(db_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The card of a database folder, or None when it has none."""
+    import json
+
+    p = Path(db_dir) / CARD_FILE
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def write_card(db_dir: str | os.PathLike, card: dict[str, Any]) -> None:
+    """Write ``card.json`` atomically (temp name, then rename)."""
+    import json
+
+    p = Path(db_dir) / CARD_FILE
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
+    tmp.replace(p)
+
+
+def host_runs_shipped_target() -> bool:
+    """Whether this machine runs code for :data:`SHIPPED_TARGET` (x86-64 with AVX2 and FMA)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx2" in flags and " fma" in flags
+
+
+#: share of a module's kernels that must have records in a shipped database for it to apply
+MIN_MATCH = 0.5
+
+
+def shipped_matches(mod, db_dir: str | os.PathLike) -> tuple[int, int]:
+    """(kernels of ``mod`` with a tuning record in ``db_dir``, kernels of ``mod``).
+
+    Matching is on MetaSchedule's workloads, i.e. the structural hash of each kernel after the
+    same passes as tuning (:func:`_prepare_for_tuning`, prepacked): weight values do not
+    matter, shapes and operators do. ``mod`` is an imported module (:func:`import_onnx`).
+    """
+    tvm = import_tvm()
+    from tvm.s_tir.meta_schedule.database import JSONDatabase
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
+
+    tgt = tvm.target.Target(SHIPPED_TARGET)
+    tasks = extract_tasks(_prepare_for_tuning(mod, tgt, True), tgt)
+    d = Path(db_dir)
+    db = JSONDatabase(path_workload=str(d / DB_FILES[0]), path_tuning_record=str(d / DB_FILES[1]))
+    hits = sum(db.query_tuning_record(t.dispatched[0], tgt, t.task_name) is not None for t in tasks)
+    return hits, len(tasks)
+
+
+def find_shipped_db(mod, root: str | os.PathLike | None = None) -> tuple[Path | None, str]:
+    """The shipped database that matches ``mod`` best, and a one-line note saying why (not).
+
+    A database matches when at least :data:`MIN_MATCH` of the module's kernels have records in
+    it (:func:`shipped_matches`); the one with the most matched kernels wins. None (with the
+    note) when no database matches, none is shipped, or this CPU cannot run its target.
+    """
+    root = Path(root) if root is not None else shipped_root()
+    dbs = sorted(d for d in root.iterdir() if all((d / f).is_file() for f in DB_FILES)) if root.is_dir() else []
+    if not dbs:
+        return None, "no shipped TVM tuning database; TVM host build is untuned"
+    if not host_runs_shipped_target():
+        return None, "this CPU lacks AVX2/FMA (the shipped databases' target); TVM host build is untuned"
+    best, best_hits, n = None, 0, 0
+    for d in dbs:
+        hits, n = shipped_matches(mod, d)
+        if hits > best_hits:
+            best, best_hits = d, hits
+    if best is None or best_hits < MIN_MATCH * n:
+        return None, (f"no shipped TVM tuning database matches this model ({best_hits} of {n} kernels at best); "
+                      "TVM host build is untuned (tune with --tvm-trials)")
+    return best, f"shipped TVM tuning database {best.name}: {best_hits} of {n} kernels have tuned schedules"

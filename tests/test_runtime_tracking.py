@@ -123,6 +123,21 @@ def test_still_real_clip_keeps_the_anchor_crop(still):
                       - tracking.five_points_for_transform(m0, 192)).max() < 0.1
 
 
+def test_a_new_frame_size_re_detects_instead_of_following_flow(slow):
+    """A folder of photos in VIDEO mode: frames of another size cannot be compared by optical flow
+    (OpenCV asserts on it), so the tracker starts again from the detector."""
+    oracle = Oracle()
+    det = TruthDetector(oracle)
+    tr = VideoTracker(oracle, det, TrackingConfig(check_every=0))
+    f0, f1 = slow.frames[0], slow.frames[1]
+    big = np.zeros((f1.shape[0] + 40, f1.shape[1] + 60, 3), np.uint8)
+    big[:f1.shape[0], :f1.shape[1]] = f1
+    res = _run(tr, oracle, [f0, big, big], [0.0, 33.0, 66.0], [slow.landmarks[0], slow.landmarks[1], slow.landmarks[1]])
+    assert [r.source for r in res] == ["detector", "detector", "tracking"] and det.runs == 2
+    assert res[1].health["redetect"] == "frame_size"
+    np.testing.assert_allclose(res[1].landmarks, slow.landmarks[1], atol=0.01)
+
+
 def test_estimate_motion_recovers_a_known_similarity():
     """Flow + RANSAC on a real face: a 2 deg, 3 % zoom and (3.3, -1.7) px move is recovered from
     the image alone to 0.15 px at the corners of the crop's inner box (a measurement, not exact

@@ -533,6 +533,10 @@ class VideoTracker:
         timings: dict[str, float] = {}
         grey = _grey(image)
         result, health, faces = None, {}, None
+        if self._m is not None and self._grey is not None and self._grey.shape != grey.shape:
+            # a new frame size (a folder of photos, a resized stream): no motion to follow
+            self.reset()
+            health = {"redetect": "frame_size"}
         if self._m is not None:
             result, faces = self._track(image, grey, timings)
             if result.landmarks is None:

@@ -82,27 +82,63 @@ def dequantize(q_values: np.ndarray, q: Quantization | None) -> np.ndarray:
     return (np.asarray(q_values, dtype=np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
 
 
+OUTPUT_LAYOUTS: tuple[str, ...] = ("NHWC", "NCHW")
+
+
+def embedded_output_layout(path: str | os.PathLike) -> str | None:
+    """The heatmap output's layout recorded in a ``.tflite``'s embedded contract, or ``None``.
+
+    ``facelm convert`` stores each artifact's output spec (``artifact.output.layout``) in the
+    file; a file without facelm metadata (or without that field) gives ``None``.
+
+    Raises:
+        InputError: the recorded layout is neither ``"NHWC"`` nor ``"NCHW"``.
+    """
+    meta = read_tflite_metadata(path)
+    out = (meta.get("artifact") or {}).get("output") if isinstance(meta, dict) else None
+    layout = out.get("layout") if isinstance(out, dict) else None
+    if layout is None:
+        return None
+    if layout not in OUTPUT_LAYOUTS:
+        raise InputError(f"{path}: embedded output layout {layout!r} is not one of {OUTPUT_LAYOUTS}")
+    return str(layout)
+
+
 class TfliteRunner:
-    """One LiteRT interpreter over a single-input, single-output NHWC heatmap model.
+    """One LiteRT interpreter over a single-input (NHWC), single-output heatmap model.
+
+    The output's layout is the one the file's embedded contract records (``NHWC`` or ``NCHW``:
+    :func:`embedded_output_layout`), ``NHWC`` for a file without one, or ``output_layout``
+    when given; :attr:`output_spec` carries it, so :func:`facelm.postprocess.output_to_landmarks`
+    reads the raw output in its own layout, and :meth:`heatmaps` returns (N, K, h, w) either way.
 
     Args:
         path: the ``.tflite`` file.
         num_threads: CPU threads (XNNPACK is LiteRT's default CPU delegate).
+        output_layout: override the recorded layout (``"NHWC"`` or ``"NCHW"``).
+    Raises:
+        InputError: not one input and one output, a 4-D output expected, or an unknown layout.
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, output_layout: str | None = None) -> None:
         path = Path(path)
         self._it = load_interpreter(path, num_threads)
         ins, outs = self._it.get_input_details(), self._it.get_output_details()
         if len(ins) != 1 or len(outs) != 1:
             raise InputError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
+        layout = output_layout or embedded_output_layout(path) or "NHWC"
+        if layout not in OUTPUT_LAYOUTS:
+            raise InputError(f"output layout {layout!r} is not one of {OUTPUT_LAYOUTS}")
         self._in, self._out = ins[0], outs[0]
+        if len(self._out["shape"]) != 4:
+            raise InputError(f"{path}: expected a 4-D heatmap output, got shape {tuple(self._out['shape'])}")
         self.input_spec = tensor_spec(self._in, "NHWC")
-        self.output_spec = tensor_spec(self._out, "NHWC")
+        self.output_spec = tensor_spec(self._out, layout)
         self.path = path
 
     def invoke(self, x_nhwc: np.ndarray) -> np.ndarray:
-        """Run one raw input tensor, already in the model's dtype. Returns the raw (1, h, w, K) output."""
+        """Run one raw input tensor, already in the model's dtype. Returns the raw output, (1, h, w, K) for an
+        NHWC output, (1, K, h, w) for NCHW (``output_spec.layout``)."""
         self._it.set_tensor(self._in["index"], x_nhwc)
         self._it.invoke()
         return self._it.get_tensor(self._out["index"]).copy()
@@ -113,7 +149,8 @@ class TfliteRunner:
         return to_model_input(x, self.input_spec)
 
     def run_raw(self, x_nchw: np.ndarray) -> np.ndarray:
-        """Normalised float (N, 3, H, W) -> raw outputs (N, h, w, K) in the model's output dtype."""
+        """Normalised float (N, 3, H, W) -> raw outputs in the model's output dtype and layout
+        ((N, h, w, K) for NHWC, (N, K, h, w) for NCHW)."""
         x = np.asarray(x_nchw)
         if x.ndim != 4 or x.shape[1] != 3:
             raise InputError(f"expected normalised NCHW input (N, 3, H, W), got {x.shape}")
@@ -121,8 +158,8 @@ class TfliteRunner:
 
     def heatmaps(self, x_nchw: np.ndarray) -> np.ndarray:
         """Normalised float (N, 3, H, W) -> float32 heatmaps (N, K, h, w), dequantized if needed."""
-        raw = self.run_raw(x_nchw)
-        return dequantize(raw, self.output_spec.quantization).transpose(0, 3, 1, 2)
+        hm = dequantize(self.run_raw(x_nchw), self.output_spec.quantization)
+        return hm if self.output_spec.layout == "NCHW" else hm.transpose(0, 3, 1, 2)
 
 
 # ------------------------------------------------------------------------- metadata

@@ -1,15 +1,17 @@
 """``facelm convert --arm64-check``: run the artifacts on aarch64 instructions (qemu-user) and record it.
 
-Two stages of :func:`facelm.converters.pipeline.convert`, run only with ``arm64_check``:
+Two stages of :func:`facelm.converters.pipeline.convert`, run only with ``arm64_check``; like
+every stage (:mod:`facelm.converters.stages`) they take the shared
+:class:`facelm.converters.state.StageState`:
 
-- :func:`_tvm_linux_arm64_stage` writes ``tvm/linux_arm64.so`` (catalogue ``tvm_linux_arm64``,
+- :func:`tvm_linux_arm64_stage` writes ``tvm/linux_arm64.so`` (catalogue ``tvm_linux_arm64``,
   platform ``linux-arm64``): the AArch64 object files of the Android archive
   (``tvm/android.tar``) linked with Debian's ``aarch64-linux-gnu-g++`` into a glibc ``.so``.
   The emulated run therefore executes the Android archive's own object code (the
   Android ``.so`` is the same objects linked by the NDK). When the Android library was
   linked by the NDK (no archive), the relax module is compiled once more for
   ``aarch64-linux-gnu`` (+neon), the same codegen with another triple.
-- :func:`_arm64_check_stage` runs, in ONE emulated python (facelm.arm64.run_batch), every
+- :func:`arm64_check_stage` runs, in ONE emulated python (facelm.arm64.run_batch), every
   ``.tflite`` artifact through aarch64 LiteRT and ``tvm_linux_arm64`` through the aarch64 TVM
   runtime, on the first :data:`ARM64_FACES` evaluation faces:
 
@@ -40,13 +42,13 @@ from facelm.runtime.manifest import ArtifactEntry, TensorSpec, artifact_entry_fo
 
 if TYPE_CHECKING:
     from facelm.arm64 import Arm64Root
-    from facelm.converters.pipeline import _Run
+    from facelm.converters.state import StageState
 
 log = logging.getLogger("facelm.convert")
 
 #: Evaluation faces run on aarch64 (a handful: each is an emulated inference).
 ARM64_FACES = 4
-#: The catalogue artifact written by :func:`_tvm_linux_arm64_stage`.
+#: The catalogue artifact written by :func:`tvm_linux_arm64_stage`.
 LINUX_ARM64 = "tvm_linux_arm64"
 #: Target of the fallback compile (when there is no Android object archive to link).
 LINUX_ARM64_TARGET: dict[str, Any] = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
@@ -74,23 +76,23 @@ def require_root() -> "Arm64Root":
     return root
 
 
-def _tvm_linux_arm64_stage(run: "_Run", entries: list[ArtifactEntry]) -> list[ArtifactEntry]:
+def tvm_linux_arm64_stage(state: "StageState", entries: list[ArtifactEntry]) -> list[ArtifactEntry]:
     """Write ``tvm/linux_arm64.so`` from the Android archive's objects (see the module docstring).
 
     Args:
         entries: the entries so far; ``tvm_android`` among them (its ``android.tar`` is linked).
     Returns:
-        ``[entry]`` for ``tvm_linux_arm64`` (parity and drift filled in by :func:`_arm64_check_stage`).
+        ``[entry]`` for ``tvm_linux_arm64`` (parity and drift filled in by :func:`arm64_check_stage`).
     """
     from facelm import arm64
 
     kind = artifact_kind(LINUX_ARM64)
-    out = run.tmp / kind.file
+    out = state.tmp / kind.file
     android = next((e for e in entries if e.name == "tvm_android"), None)
     if android is None:
         raise ConversionError("tvm_linux_arm64 is linked from the Android TVM build, which was not written")
     if android.format == "tvm_tar":
-        arm64.link_tvm_objects(run.tmp / android.file, out)
+        arm64.link_tvm_objects(state.tmp / android.file, out)
         target, source = android.target, (f"the AArch64 objects of {android.file} (sha256 {android.sha256[:12]}...) "
                                           "linked with aarch64-linux-gnu-g++: the same object code as the Android "
                                           "library")
@@ -98,7 +100,7 @@ def _tvm_linux_arm64_stage(run: "_Run", entries: list[ArtifactEntry]) -> list[Ar
         from facelm.converters import tvm as tv
 
         tvm = tv.import_tvm()
-        mod = tv.import_onnx(run.tmp / artifact_kind("onnx").file, run.input_shape)
+        mod = tv.import_onnx(state.tmp / artifact_kind("onnx").file, state.input_shape)
         try:
             ex = tvm.compile(mod, target=tvm.target.Target(LINUX_ARM64_TARGET))
             with tempfile.TemporaryDirectory(prefix="facelm-linux-arm64-") as tmp:
@@ -110,34 +112,34 @@ def _tvm_linux_arm64_stage(run: "_Run", entries: list[ArtifactEntry]) -> list[Ar
             raise ConversionError(f"TVM linux-arm64 build failed: {type(exc).__name__}: {exc}") from exc
         target, source = dict(LINUX_ARM64_TARGET), ("the same relax module as the Android library compiled for "
                                                      "aarch64-linux-gnu (+neon), linked with aarch64-linux-gnu-g++")
-    m = run.contract.model
+    m = state.contract.model
     return [artifact_entry_for(
-        run.tmp, LINUX_ARM64, target=target, input=TensorSpec("input", run.input_shape, "NCHW", "float32"),
+        state.tmp, LINUX_ARM64, target=target, input=TensorSpec("input", state.input_shape, "NCHW", "float32"),
         output=TensorSpec("output", (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32"),
         checks={"linked_from": "tvm_android" if android.format == "tvm_tar" else "compiled"},
         notes=f"glibc aarch64 Linux library: {source}")]
 
 
-def _arm64_check_stage(run: "_Run", entries: list[ArtifactEntry]) -> list[ArtifactEntry]:
+def arm64_check_stage(state: "StageState", entries: list[ArtifactEntry]) -> list[ArtifactEntry]:
     """Run every TFLite artifact and ``tvm_linux_arm64`` on aarch64 (one emulated process); record it.
 
     Sets ``checks["arm64_emulated"]`` on each of them and, for ``tvm_linux_arm64``, ``parity``
-    and ``drift_vs_torch`` (and ``run.parity``, so the fp32 parity gate covers it). Returns
+    and ``drift_vs_torch`` (and ``state.rec.parity``, so the fp32 parity gate covers it). Returns
     ``entries`` (updated in place).
     """
     from facelm import arm64
     from facelm.runtime.tflite import TfliteRunner, dequantize
 
     root = require_root()
-    n = min(ARM64_FACES, len(run.x_eval))
-    x = run.x_eval[:n]
+    n = min(ARM64_FACES, len(state.ref.x))
+    x = state.ref.x[:n]
     tflites = [e for e in entries if e.format == "tflite"]
     tvm_entry = next((e for e in entries if e.name == LINUX_ARM64), None)
-    hosts = {e.name: TfliteRunner(run.tmp / e.file, num_threads=1) for e in tflites}
-    jobs = [arm64.Job("tflite", run.tmp / e.file, [[hosts[e.name].prepare(x[i:i + 1])] for i in range(n)])
+    hosts = {e.name: TfliteRunner(state.tmp / e.file, num_threads=1) for e in tflites}
+    jobs = [arm64.Job("tflite", state.tmp / e.file, [[hosts[e.name].prepare(x[i:i + 1])] for i in range(n)])
             for e in tflites]
     if tvm_entry is not None:
-        jobs.append(arm64.Job("tvm", run.tmp / tvm_entry.file, [[np.ascontiguousarray(x[i:i + 1])] for i in range(n)]))
+        jobs.append(arm64.Job("tvm", state.tmp / tvm_entry.file, [[np.ascontiguousarray(x[i:i + 1])] for i in range(n)]))
     log.info("  aarch64 (qemu-user): %d TFLite artifact(s)%s on %d face(s), one emulated process", len(tflites),
              " + tvm_linux_arm64" if tvm_entry is not None else "", n)
     info: dict = {}
@@ -155,49 +157,49 @@ def _arm64_check_stage(run: "_Run", entries: list[ArtifactEntry]) -> list[Artifa
                                   f"the host's {raw_host.shape} {raw_host.dtype}")
         q = host.output_spec.quantization
         e.checks[CHECK_KEY] = dict(common, runtime="ai-edge-litert (XNNPACK, 1 thread)", reference="host LiteRT",
-                                   **_vs_host(run, dequantize(raw_host, q), dequantize(raw_arm, q),
-                                              run.landmarks(raw_host, host.output_spec),
-                                              run.landmarks(raw_arm, host.output_spec), raw_host, raw_arm))
+                                   **_vs_host(state, dequantize(raw_host, q), dequantize(raw_arm, q),
+                                              state.landmarks(raw_host, host.output_spec),
+                                              state.landmarks(raw_arm, host.output_spec), raw_host, raw_arm))
         log.info("  %s: arm64 (emulated) vs host: max |diff| %.3g, landmark drift %.3g", e.name,
                  e.checks[CHECK_KEY]["max_abs_vs_host"], e.checks[CHECK_KEY]["drift_vs_host"]["mean"])
     if tvm_entry is not None:
         hm = np.concatenate([r[0] for r in results[-1]], axis=0).astype(np.float32)
-        if hm.shape != run.ref_hm[:n].shape:
-            raise ConversionError(f"tvm_linux_arm64 on aarch64 gave {hm.shape}, expected {run.ref_hm[:n].shape}")
+        if hm.shape != state.ref.heatmaps[:n].shape:
+            raise ConversionError(f"tvm_linux_arm64 on aarch64 gave {hm.shape}, expected {state.ref.heatmaps[:n].shape}")
         out = tvm_entry.output
-        lms = run.landmarks(hm, out)
-        run.parity[LINUX_ARM64] = float(np.abs(hm.astype(np.float64) - run.ref_hm[:n]).max())
-        tvm_entry.parity = {"max_abs": run.parity[LINUX_ARM64], "measured_on": "aarch64 (qemu-user)", "faces": n}
-        tvm_entry.drift_vs_torch = run.drift(LINUX_ARM64, hm, lms)
+        lms = state.landmarks(hm, out)
+        state.rec.parity[LINUX_ARM64] = float(np.abs(hm.astype(np.float64) - state.ref.heatmaps[:n]).max())
+        tvm_entry.parity = {"max_abs": state.rec.parity[LINUX_ARM64], "measured_on": "aarch64 (qemu-user)", "faces": n}
+        tvm_entry.drift_vs_torch = state.drift(LINUX_ARM64, hm, lms)
         check = dict(common, runtime="TVM runtime (relax VM, tvm.cpu())", reference="torch fp32",
-                     parity_vs_torch=run.parity[LINUX_ARM64])
-        host_hm = _host_tvm_heatmaps(run, entries, n)
+                     parity_vs_torch=state.rec.parity[LINUX_ARM64])
+        host_hm = _host_tvm_heatmaps(state, entries, n)
         if host_hm is not None:  # the same relax module on this host's CPU (x86 codegen)
-            ref_lms = run.landmarks(host_hm, out)
-            check.update(_vs_host(run, host_hm, hm, ref_lms, lms), reference_vs_host="tvm_host (this host)")
+            ref_lms = state.landmarks(host_hm, out)
+            check.update(_vs_host(state, host_hm, hm, ref_lms, lms), reference_vs_host="tvm_host (this host)")
         if tvm_entry.checks.get("linked_from") == "tvm_android":
             check["covers"] = "tvm_android (the same object files)"
         tvm_entry.checks[CHECK_KEY] = check
-        log.info("  tvm_linux_arm64 on aarch64: parity vs torch %.3g", run.parity[LINUX_ARM64])
+        log.info("  tvm_linux_arm64 on aarch64: parity vs torch %.3g", state.rec.parity[LINUX_ARM64])
     return entries
 
 
-def _host_tvm_heatmaps(run: "_Run", entries: list[ArtifactEntry], n: int) -> np.ndarray | None:
+def _host_tvm_heatmaps(state: "StageState", entries: list[ArtifactEntry], n: int) -> np.ndarray | None:
     host = next((e for e in entries if e.name == "tvm_host"), None)
     if host is None:
         return None
     from facelm.runtime.tvm import TvmRunner
 
-    return TvmRunner(run.tmp / host.file).heatmaps(run.x_eval[:n])
+    return TvmRunner(state.tmp / host.file).heatmaps(state.ref.x[:n])
 
 
-def _vs_host(run: "_Run", hm_host: np.ndarray, hm_arm: np.ndarray, lms_host: np.ndarray, lms_arm: np.ndarray,
+def _vs_host(state: "StageState", hm_host: np.ndarray, hm_arm: np.ndarray, lms_host: np.ndarray, lms_arm: np.ndarray,
              raw_host: np.ndarray | None = None, raw_arm: np.ndarray | None = None) -> dict:
     """max |arm64 - host| of the float outputs, bit-exactness, and the landmark drift arm64 vs host
     (fraction of the template inter-pupil distance, and pixels)."""
     from facelm.quantization.drift import drift_scale, landmark_drift
 
-    scale = drift_scale(run.contract)
+    scale = drift_scale(state.contract)
     per_img = landmark_drift(lms_host, lms_arm, scale)[0]
     mean, mx = float(per_img.mean()), float(per_img.max())
     d = {"max_abs_vs_host": float(np.abs(np.asarray(hm_arm, np.float64) - np.asarray(hm_host, np.float64)).max()),

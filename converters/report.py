@@ -119,6 +119,30 @@ def op_table(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
+def ced_plots(ced_dir: Path, manifest: Manifest, own_nmes: Mapping[str, np.ndarray],
+              drifts: Mapping[str, np.ndarray], reference: str, ref_own_nme: np.ndarray | None) -> list[str]:
+    """``ced_dir/<artifact>.png`` for every artifact (own NME vs ground truth, with the reference on
+    the same faces; else its drift); returns the report's image lines."""
+    from facelm.metrics import plot_ced
+
+    lines = []
+    for name in [a.name for a in manifest.artifacts]:
+        if name in own_nmes:
+            runs = {name: own_nmes[name]}
+            if ref_own_nme is not None:
+                runs[reference] = ref_own_nme[:len(own_nmes[name])]
+            title = f"{name}: CED vs ground truth ({len(own_nmes[name])} faces)"
+        elif name in drifts:
+            runs = {f"{name} vs {reference}": drifts[name]}
+            title = f"{name}: CED of drift vs {reference} (fraction of template inter-pupil distance)"
+        else:
+            continue
+        png = ced_dir / f"{name}.png"
+        plot_ced(runs, png, title=title)
+        lines.append(f"![{name}](ced/{png.name})")
+    return lines
+
+
 def write_report(
     folder: str | os.PathLike,
     manifest: Manifest,
@@ -141,26 +165,8 @@ def write_report(
         ref_own_nme: (N,) the reference's NME vs ground truth, drawn in every CED (on the same faces).
         reference: what the drift is measured against, for people (``torch fp32``, ``onnxruntime fp32``).
     """
-    from facelm.metrics import plot_ced
-
     folder = Path(folder)
-    ced_dir = folder / "ced"
-    ced_lines = []
-    for name in [a.name for a in manifest.artifacts]:
-        if name in own_nmes:
-            runs = {name: own_nmes[name]}
-            if ref_own_nme is not None:
-                runs[reference] = ref_own_nme[:len(own_nmes[name])]
-            title = f"{name}: CED vs ground truth ({len(own_nmes[name])} faces)"
-        elif name in drifts:
-            runs = {f"{name} vs {reference}": drifts[name]}
-            title = f"{name}: CED of drift vs {reference} (fraction of template inter-pupil distance)"
-        else:
-            continue
-        png = ced_dir / f"{name}.png"
-        plot_ced(runs, png, title=title)
-        ced_lines.append(f"![{name}](ced/{png.name})")
-
+    ced_lines = ced_plots(folder / "ced", manifest, own_nmes, drifts, reference, ref_own_nme)
     m = manifest.model
     gates = manifest.gates
     norm = manifest.preprocess.normalization
@@ -175,7 +181,7 @@ def write_report(
         f"heatmaps {list(m.heatmap_size)} (stride {list(m.stride)}), K = {m.num_keypoints} ({manifest.layout.name})",
         f"- calibration: {calib_source}; evaluation: {eval_source}",
         f"- decode: {manifest.decode.method} (blur kernel {manifest.decode.blur_kernel})",
-        f"- tools: " + ", ".join(f"{k} {v}" for k, v in manifest.tools.items() if v),
+        "- tools: " + ", ".join(f"{k} {v}" for k, v in manifest.tools.items() if v),
         f"- gates: **{'PASSED' if gates.get('passed') else 'FAILED'}** "
         f"(fp32 parity ≤ {gates.get('parity_max_abs')}, int8 mean drift ≤ {gates.get('int8_drift_mean')} "
         "of the template inter-pupil distance)",

@@ -474,3 +474,32 @@ def test_tuning_plan_spends_the_whole_budget():
     for trials, tasks in ((70, 36), (210, 36), (1000, 35), (7, 3)):
         per_task, per_round = tuning_plan(trials, tasks)
         assert per_task * tasks >= trials and per_round * tasks <= max(trials, tasks)
+
+
+def _imports_of(path: Path) -> list[tuple[str, str]]:
+    """(module, name) of every ``from facelm... import name`` in a file, at any depth."""
+    import ast
+
+    out = []
+    for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("facelm"):
+            out += [(n.module, a.name) for a in n.names]
+    return out
+
+
+def test_conversion_modules_import_no_private_names_and_pipeline_is_not_imported_back():
+    """Issue 22: the stages share the public StageState; no module reaches into another's private
+    names (pipeline <-> arm64_check, quantization.chain -> debug), and nothing a stage imports
+    imports the pipeline (no cycle through it)."""
+    repo = Path(__file__).resolve().parents[1]
+    files = sorted((repo / "converters").rglob("*.py")) + sorted((repo / "quantization").glob("*.py"))
+    private = [(f.relative_to(repo).as_posix(), m, n) for f in files for m, n in _imports_of(f)
+               if n.startswith("_") and n != "__version__"]
+    assert private == []
+    back = [f.relative_to(repo).as_posix() for f in files if f.name != "pipeline.py"
+            and any(m == "facelm.converters.pipeline" for m, _ in _imports_of(f))]
+    assert back == []
+    # the model package does not import the converters (export_probe lives in converters/)
+    model = [f.relative_to(repo).as_posix() for f in sorted((repo / "sdk" / "model").rglob("*.py"))
+             if any(m.startswith("facelm.converters") for m, _ in _imports_of(f))]
+    assert model == []

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("config")
     ap.add_argument("--until", required=True, help="UTC HH:MM; no chunk starts that would end later")
     ap.add_argument("--chunk", type=int, default=0, help="trials per chunk (default: 4 per task)")
+    ap.add_argument("--population", type=int, default=128, help="evolutionary-search population")
+    ap.add_argument("--scheduler", default="round-robin", choices=("round-robin", "gradient"),
+                    help="round-robin writes records as they come (a stopped run keeps them)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     tvm = tv.import_tvm()
@@ -54,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="facelm-tunedb-") as tmp:
         onnx_path = export_onnx(build_model(cfg).eval(), Path(tmp) / "m.onnx", cfg.input_size)
         mod = tv.import_onnx(onnx_path, (1, 3, cfg.input_size, cfg.input_size))
-        prepared = tv._prepare_for_tuning(mod, tvm.target.Target(target), True)
-        n_tasks = len(extract_tasks(prepared, tvm.target.Target(target)))
-        chunk = args.chunk or 4 * n_tasks
-        card["tasks"] = n_tasks
+        if args.chunk:  # extracting the tasks costs minutes on a loaded machine: only when needed
+            chunk = args.chunk
+        else:
+            prepared = tv._prepare_for_tuning(mod, tvm.target.Target(target), True)
+            chunk = 4 * len(extract_tasks(prepared, tvm.target.Target(target)))
         last = 0.0
         while True:
             left = end - time.time()
@@ -70,15 +74,16 @@ def main(argv: list[str] | None = None) -> int:
                 if (ship / f).is_file():
                     shutil.copy2(ship / f, work / f)
             t0 = time.time()
-            logging.info("%s: chunk of %d trials over %d tasks (%d so far)", cfg.name, chunk, n_tasks, card["trials"])
-            tv.tune(mod, target, chunk, work)
+            logging.info("%s: chunk of %d trials (%d so far); work folder %s", cfg.name, chunk, card["trials"], work)
+            tv.tune(mod, target, chunk, work, population=args.population, scheduler=args.scheduler)
             last = time.time() - t0
             for f in tv.DB_FILES:
                 tmpf = ship / (f + ".tmp")
                 shutil.copy2(work / f, tmpf)
                 tmpf.replace(ship / f)
             card["trials"] += chunk
-            card["chunks"].append({"trials": chunk, "seconds": round(last, 1),
+            card["chunks"].append({"trials": chunk, "seconds": round(last, 1), "population": args.population,
+                                   "scheduler": args.scheduler,
                                    "ended_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
             card["tvm_version"] = tvm.__version__
             tv.write_card(ship, card)

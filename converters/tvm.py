@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 HOST_TARGET: dict[str, Any] = {"kind": "llvm"}
 ANDROID_TARGET: dict[str, Any] = {"kind": "llvm", "mtriple": "aarch64-linux-android", "mattr": ["+neon"]}
 NDK_ENV = "TVM_NDK_CC"
+#: linker options of the host ``.so``: LLVM's DWARF is dropped (on the paper-final int8 build it was
+#: 0.9 of 5.4 MB; the symbols TVM's loader needs stay)
+HOST_LINK_OPTIONS = ("-Wl,--strip-debug",)
 #: the target the shipped tuning databases were tuned for and are applied with: any AVX2/FMA
 #: x86-64 host runs its code (not ``znver*``/native), one core (MetaSchedule needs ``num-cores``)
 SHIPPED_TARGET: dict[str, Any] = {"kind": "llvm", "mcpu": "haswell", "num-cores": 1}
@@ -127,12 +130,14 @@ def integer_convs(mod):
     with ``Wq`` an int8 constant, ``sx``/``zx`` scalars and ``sw`` one scale per output channel
     (or one). Rewritten to::
 
-        acc = conv(astype(xq, int16) - zx, Wq, out_dtype=int32)    # exact integer sum
-        y   = astype(acc, float32) * (sx * sw)                     # (O,) along NHWC's C
+        acc = conv2d(pad(xq, zx), Wq, out_dtype=int32) - zx * sum(Wq)   # int8 x int8, exact
+        acc = conv2d_transpose(astype(xq, int16) - zx, Wq, out_dtype=int32)
+        y   = astype(acc, float32) * (sx * sw)                          # (O,) along NHWC's C
 
     which is the same sum: ``sx*sw*sum((xq - zx) * Wq)``; a padded border is 0 in both (the
-    float conv pads the dequantized value 0, i.e. ``xq == zx``). Only float rounding order
-    differs. The bias add and the output ``quantize`` that follow are left as they are. A conv
+    float conv pads the dequantized value 0, i.e. ``xq == zx``; :func:`_int8_conv2d`). A
+    transposed conv's padding crops its output, so its zero point is subtracted on the input
+    (int16) instead. Only float rounding order differs. The bias add and the output ``quantize`` that follow are left as they are. A conv
     that does not fit the pattern (float weights, a nonzero weight zero point, a non-NHWC
     output) is left unchanged.
 
@@ -160,15 +165,15 @@ def integer_convs(mod):
         out_c = w_shape[a.kernel_layout.index("O")]
         if (wq_np.dtype != np.int8 or np.any(m[zw].value.numpy() != 0) or sx_np.size != 1 or zx_np.size != 1
                 or sw_np.size not in (1, out_c) or a.out_layout != "NHWC"
-                or str(m[xq].ty.dtype) not in ("int8", "uint8")):
+                or str(m[xq].ty.dtype) not in ("int8", "uint8")
+                or (expr.op.name == "relax.nn.conv2d" and a.data_layout != "NHWC")):
             return expr
-        xs = relax.op.subtract(relax.op.astype(m[xq], "int16"), relax.const(int(zx_np.reshape(())), "int16"))
+        z = int(zx_np.reshape(()))
         wc = relax.const(wq_np.reshape(w_shape))
         if expr.op.name == "relax.nn.conv2d":
-            acc = relax.op.nn.conv2d(xs, wc, strides=a.strides, padding=a.padding, dilation=a.dilation,
-                                     groups=a.groups, data_layout=a.data_layout, kernel_layout=a.kernel_layout,
-                                     out_layout=a.out_layout, out_dtype="int32")
+            acc = _int8_conv2d(m[xq], z, wq_np.reshape(w_shape), a)
         else:
+            xs = relax.op.subtract(relax.op.astype(m[xq], "int16"), relax.const(z, "int16"))
             acc = relax.op.nn.conv2d_transpose(xs, wc, strides=a.strides, padding=a.padding,
                                                output_padding=a.output_padding, dilation=a.dilation,
                                                groups=a.groups, data_layout=a.data_layout,
@@ -180,6 +185,32 @@ def integer_convs(mod):
     mod = mod.clone() if hasattr(mod, "clone") else mod
     mod["main"] = rewrite_call(conv, rewrite, mod["main"])
     return mod
+
+
+def _int8_conv2d(xq, zx: int, wq: np.ndarray, a):
+    """int8 x int8 -> int32 NHWC conv2d of ``xq - zx`` without widening the input.
+
+    ``sum((xq - zx) * w) = sum(xq * w) - zx * sum(w)``, exact when every window is full: a
+    padded conv first pads ``xq`` with ``zx`` (the quantized zero) and then convolves without
+    padding. ``sum(w)`` per output channel is a constant (the kernel layout's ``O`` axis).
+    """
+    from tvm import relax
+
+    x = xq
+    pad = [int(p) for p in a.padding]  # top, left, bottom, right
+    if any(pad) and a.data_layout == "NHWC":
+        x = relax.op.nn.pad(xq, pad_width=[0, 0, pad[0], pad[2], pad[1], pad[3], 0, 0], pad_value=float(zx))
+        pad = [0, 0, 0, 0]
+    elif any(pad):
+        raise ValueError(f"padded {a.data_layout} conv")  # not emitted by the TFLite frontend
+    acc = relax.op.nn.conv2d(x, relax.const(wq), strides=a.strides, padding=pad, dilation=a.dilation,
+                             groups=a.groups, data_layout=a.data_layout, kernel_layout=a.kernel_layout,
+                             out_layout=a.out_layout, out_dtype="int32")
+    o = a.kernel_layout.index("O")
+    wsum = wq.astype(np.int64).sum(axis=tuple(i for i in range(wq.ndim) if i != o))
+    if zx == 0:
+        return acc
+    return relax.op.subtract(acc, relax.const((zx * wsum).astype(np.int32)))
 
 
 def int8_constant_bytes(mod) -> dict[str, int]:
@@ -365,7 +396,7 @@ def apply_database(mod, target: dict, db_dir: str | os.PathLike, prepack: bool =
 
 
 def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population: int = 128,
-         builder_workers: int = 1, prepack: bool = True):
+         builder_workers: int = 1, prepack: bool = True, scheduler: str = "gradient"):
     """MetaSchedule-tune ``mod`` for ``target`` with a global budget of ``trials`` measurements.
 
     Args:
@@ -378,6 +409,10 @@ def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population
         prepack: prepack weights of every kernel but :data:`NO_PREPACK_KERNELS` (callers
             check the result against a reference anyway). A database tuned with prepacking
             applies to prepacked builds only, and the reverse.
+        scheduler: MetaSchedule's task scheduler. ``"gradient"`` writes no record before
+            every task has had its first round (its warm-up joins the measurements only
+            then); ``"round-robin"`` writes each task's records as they come, so a run that
+            is stopped early keeps what it measured (benchmarks/tune_tvm.py uses it).
     Returns:
         The module with the tuned schedules applied (ready for ``tvm.compile``).
     Raises:
@@ -408,7 +443,7 @@ def tune(mod, target: dict, trials: int, work_dir: str | os.PathLike, population
     try:
         tune_relax(mod, params={}, target=tgt, work_dir=str(work_dir), max_trials_global=trials,
                    max_trials_per_task=per_task, num_trials_per_iter=per_iter, strategy=_strategy(population),
-                   builder=builder)
+                   builder=builder, task_scheduler=scheduler)
     finally:
         builder.shutdown()
         for h in unnamed:
@@ -508,7 +543,7 @@ def compile_host(onnx_path: str | os.PathLike, out_path: str | os.PathLike, inpu
         ex = tvm.compile(mod, target=tvm.target.Target(target))
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        ex.export_library(str(out_path))
+        ex.export_library(str(out_path), options=list(HOST_LINK_OPTIONS))
     except Exception as exc:
         raise ConversionError(f"TVM host build failed: {type(exc).__name__}: {exc}") from exc
     return TvmBuild(path=out_path, target=target, linked=True, trials=trials, tuned_kernels=tuned_kernels,

@@ -47,7 +47,7 @@ def learn_faces(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.learning  # deselected by default; .ci/run: timeout 900 pytest -m learning
-@pytest.mark.timeout(840)  # hang guard inside .ci/run's box: a full 50 epochs at the slowest machine's ~10 s/epoch + 60%
+@pytest.mark.timeout(840)  # hang guard inside .ci/run's box: 50 epochs at the slowest machine's ~10 s/epoch + 60%
 def test_tiny_model_beats_mean_shape_by_half(learn_faces, tmp_path):
     cfg = load_train_config("tiny").replace(
         epochs=MAX_EPOCHS, lr=3e-3, lr_milestones=(0.7, 0.9), val_fraction=HELD_OUT / FACES,

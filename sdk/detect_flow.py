@@ -301,7 +301,7 @@ def detect_path(input: str | os.PathLike, model: str | os.PathLike, out: str | o
         model: artifact folder or ``.tflite`` file; ``artifact`` names the file in a folder.
         mode: ``image`` or ``video`` (default: video for a video file, image otherwise).
         smooth: One Euro smoothing with :class:`facelm.smoothing.OneEuroConfig` defaults (streams only).
-        detector: ``auto``, ``haar`` or ``blazeface`` (:func:`facelm.detect.create_detector`).
+        detector: a :data:`facelm.detect.DETECTORS` kind (:func:`facelm.detect.create_detector`).
         progress: a progress bar for a video.
     Returns:
         summary dict: ``frames``, ``faces``, ``notes`` (grayscale/RGBA conversions, unreadable

@@ -149,6 +149,7 @@ def test_blazeface_and_haar_agree_on_the_astronaut(astronaut):
     # the two detectors' eye centres agree to a third of the eye distance
     assert np.linalg.norm(b[0].points[:2] - h[0].points[:2], axis=1).max() < iod / 3
     assert create_detector("auto").name == "multiscale"  # the wheel ships full- and short-range
+    assert create_detector("auto", video=True).name == "multiscale_fast"  # no quarter turns on a stream
     assert create_detector("auto", installed_model_path()).name == "blazeface"  # a given short-range file
 
 

@@ -131,3 +131,13 @@ def test_landmarker_refuses_impossible_five_points(converted):
         with pytest.raises(InputError, match="outside"):
             lm.detect(image[:1, :1], five)
         assert lm.detect(image, five).landmarks.shape == (106, 2)
+
+
+def test_video_mode_auto_detector_skips_the_quarter_turns(converted):
+    """``auto`` is the full multiscale search for photos and its fast variant for a stream."""
+    from facelm.runtime import Landmarker, LandmarkerOptions
+
+    with Landmarker.create_from_options(LandmarkerOptions(model_path=converted[1])) as lm:
+        assert lm.detector.name == "multiscale"
+    with Landmarker.create_from_options(LandmarkerOptions(model_path=converted[1], running_mode="VIDEO")) as lm:
+        assert lm.detector.name == "multiscale_fast"

@@ -33,33 +33,38 @@ from facelm.detect.multiscale import FAST, MultiScaleDetector, MultiScaleOptions
 DETECTORS = ("auto", "haar", "blazeface", "blazeface_full", "blazeface_back", "multiscale", "multiscale_fast")
 
 
-def auto_kind(model_path: str | os.PathLike | None = None) -> str:
+def auto_kind(model_path: str | os.PathLike | None = None, video: bool = False) -> str:
     """What ``auto`` means on this install: ``blazeface`` for a given short-range ``model_path``,
-    ``multiscale`` when the wheel's short- and full-range files are installed, ``blazeface`` when
-    only the short-range file is, else ``haar``."""
+    ``multiscale`` when the wheel's short- and full-range files are installed (``multiscale_fast``
+    for ``video``: a stream runs the detector on every frame without a face, and the quarter turns
+    cost about four passes there — measured on the real leave clip, int8, VIDEO mode: 52.9 -> 29.8
+    ms/frame, same landmarks and re-acquisition; docs/detectors.md), ``blazeface`` when only the
+    short-range file is, else ``haar``."""
     from facelm.detect import multiscale
 
     if model_path is not None:
         return "blazeface"
     if multiscale.installed():
-        return "multiscale"
+        return "multiscale_fast" if video else "multiscale"
     return "blazeface" if installed_model_path() is not None else "haar"
 
 
-def create_detector(kind: str = "auto", model_path: str | os.PathLike | None = None) -> FaceDetector:
+def create_detector(kind: str = "auto", model_path: str | os.PathLike | None = None,
+                    video: bool = False) -> FaceDetector:
     """A detector by name (:data:`DETECTORS`).
 
     Args:
         kind: ``auto`` (:func:`auto_kind`), ``haar``, ``blazeface`` (short-range),
             ``blazeface_full``, ``blazeface_back``, ``multiscale`` or ``multiscale_fast``.
         model_path: the ``.tflite`` of a single-model BlazeFace kind (``auto``: a short-range file).
+        video: the detector serves a video stream (``auto`` then skips the quarter-turn search).
     """
     from facelm.errors import InputError
 
     if kind not in DETECTORS:
         raise InputError(f"unknown detector {kind!r}; choose one of {', '.join(DETECTORS)}")
     if kind == "auto":
-        kind = auto_kind(model_path)
+        kind = auto_kind(model_path, video)
     if kind.startswith("multiscale"):
         if model_path is not None:
             raise InputError("the multiscale detectors use several model files; model_path is for "

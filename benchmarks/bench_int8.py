@@ -68,15 +68,19 @@ class Candidate:
                 + (":bc" if self.bias_correct else ""))
 
 
-def convert(cand: Candidate, onnx: Path, manifest, work: Path, int16x8: bool) -> dict[str, Path]:
-    """Quantize ``onnx`` with ``cand``'s calibration -> {variant: post-processed .tflite}."""
+def convert(cand: Candidate, onnx: Path, manifest, work: Path, int16x8: bool, reuse: bool = False) -> dict[str, Path]:
+    """Quantize ``onnx`` with ``cand``'s calibration -> {variant: post-processed .tflite}
+    (``reuse``: take the files an earlier run left in ``work`` instead)."""
     from facelm.converters.tflite import ensure_nhwc_output, fuse_activations, start_onnx2tf
 
+    folder = work / cand.label.replace(":", "_")
+    variants = ["int8"] + (["int16x8"] if int16x8 else [])
+    if reuse and all((folder / f"{v}.tflite").is_file() for v in variants):
+        print(f"  {cand.label}: reusing {folder}", file=sys.stderr)
+        return {v: folder / f"{v}.tflite" for v in variants}
     norm, m = manifest.contract.preprocess.normalization, manifest.contract.model
     calib, _ = cal.build_sets(cand.source, m.input_side, manifest.contract.layout.layout, cand.num, 1)
-    folder = work / cand.label.replace(":", "_")
     shutil.rmtree(folder, ignore_errors=True)
-    variants = ["int8"] + (["int16x8"] if int16x8 else [])
     t0 = time.perf_counter()
     if cand.bias_correct:
         from facelm.quantization.bias_correction import bias_correct_onnx
@@ -152,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--int16x8", nargs="*", default=[], help="candidate labels that also get int16x8")
     ap.add_argument("--num-eval", type=int, default=cal.DEFAULT_EVAL_SIZE, help="synthetic evaluation faces")
     ap.add_argument("--num-real", type=int, default=60, help="real evaluation crops (augmented)")
-    ap.add_argument("--frames", type=int, default=60, help="frames of the still clip")
+    ap.add_argument("--frames", type=int, default=60, help="frames of each still clip")
+    ap.add_argument("--photos", nargs="+", default=["astronaut"], help=f"still-clip photos, of {tuple(cal.REAL_EVAL_PHOTOS)}")
+    ap.add_argument("--reuse", action="store_true", help="evaluate the models an earlier run left in --work")
     ap.add_argument("--runs", type=int, default=50, help="timed invokes per artifact (median)")
     ap.add_argument("--shipped", action="store_true", help="also evaluate the folder's own int8.tflite")
     ap.add_argument("--json", default=None)
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     real = cal.real_photo_faces(args.num_real, side, cal.EVAL_SEED, photos=cal.REAL_EVAL_PHOTOS)
     x_syn, x_real = evals.inputs(norm), real.inputs(norm)
     det = create_detector("auto")
-    clip = rf.make_clip("static", "astronaut", args.frames)
+    clips = {p: rf.make_clip("static", p, args.frames) for p in args.photos}
 
     def landmarks(path: Path, x: np.ndarray) -> np.ndarray:
         from facelm.postprocess import output_to_landmarks
@@ -183,31 +189,33 @@ def main(argv: list[str] | None = None) -> int:
     for text in args.candidates:
         cand = Candidate.parse(text)
         for name, path in convert(cand, root / "model.onnx", manifest, work, cand.label in args.int16x8
-                                  or text in args.int16x8).items():
+                                  or text in args.int16x8, args.reuse).items():
             models[f"{cand.label} {name}"] = path
     rows = []
     for label, path in models.items():
         row = {"artifact": label, "file": str(path)}
         row["drift_synth"] = drift_stats(ref_syn, landmarks(path, x_syn), contract)
         row["drift_real"] = drift_stats(ref_real, landmarks(path, x_real), contract)
-        row["jitter"] = clip_jitter(path, root, work / "runtime" / label.replace(" ", "_").replace(":", "_"),
-                                    clip, det)
+        row["jitter"] = {p: clip_jitter(path, root, work / "runtime" / label.replace(" ", "_").replace(":", "_"),
+                                        c, det) for p, c in clips.items()}
         rows.append(row)
         print(f"  evaluated {label}: drift synth {row['drift_synth'][0]:.3f}%, real {row['drift_real'][0]:.3f}%, "
-              f"jitter {row['jitter']:.3f}% IOD", file=sys.stderr)
+              f"jitter {row['jitter']} % IOD", file=sys.stderr)
     lat = latencies(models, x_syn[:1], args.runs)
-    base = rows[0]["jitter"]
+    base = rows[0]["jitter"]  # fp32
     int8_ms = lat.get("shipped int8") or next((v for k, v in lat.items() if k.endswith(" int8")), None)
     print(f"synthetic eval {len(evals)} faces (seed {cal.EVAL_SEED}); real eval {len(real)} crops of "
-          f"{', '.join(cal.REAL_EVAL_PHOTOS)}; still clip astronaut {args.frames} frames; latency median of {args.runs}")
-    print("| artifact | drift synth mean (p95) | drift real mean (p95) | IMAGE jitter % IOD (x fp32) "
-          "| latency ms (x int8) |")
-    print("|---|---|---|---|---|")
+          f"{', '.join(cal.REAL_EVAL_PHOTOS)}; still clips {', '.join(args.photos)} {args.frames} frames; latency median of {args.runs}")
+    print("| artifact | drift synth mean (p95) | drift real mean (p95) | IMAGE jitter % IOD (x fp32), per photo "
+          "| jitter x fp32, mean | latency ms (x int8) |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         ms = lat[r["artifact"]]
         rel = f" ({ms / int8_ms:.2f}x)" if int8_ms else ""
+        ratios = {p: r["jitter"][p] / base[p] for p in base}
+        jit = "; ".join(f"{r['jitter'][p]:.3f} ({ratios[p]:.2f}x)" for p in base)
         print(f"| {r['artifact']} | {r['drift_synth'][0]:.3f}% ({r['drift_synth'][1]:.3f}%) "
-              f"| {r['drift_real'][0]:.3f}% ({r['drift_real'][1]:.3f}%) | {r['jitter']:.3f} ({r['jitter'] / base:.2f}x) "
+              f"| {r['drift_real'][0]:.3f}% ({r['drift_real'][1]:.3f}%) | {jit} | {np.mean(list(ratios.values())):.2f}x "
               f"| {ms:.2f}{rel} |")
         r["latency_ms"] = ms
     if args.json:

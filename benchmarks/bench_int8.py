@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-eval", type=int, default=cal.DEFAULT_EVAL_SIZE, help="synthetic evaluation faces")
     ap.add_argument("--num-real", type=int, default=60, help="real evaluation crops (augmented)")
     ap.add_argument("--frames", type=int, default=60, help="frames of each still clip")
-    ap.add_argument("--photos", nargs="+", default=["astronaut"], help=f"still-clip photos, of {tuple(cal.REAL_EVAL_PHOTOS)}")
+    ap.add_argument("--photos", nargs="+", default=["astronaut"],
+                    help=f"still-clip photos, of {tuple(cal.REAL_EVAL_PHOTOS)}")
     ap.add_argument("--reuse", action="store_true", help="evaluate the models an earlier run left in --work")
     ap.add_argument("--runs", type=int, default=50, help="timed invokes per artifact (median)")
     ap.add_argument("--shipped", action="store_true", help="also evaluate the folder's own int8.tflite")
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     base = rows[0]["jitter"]  # fp32
     int8_ms = lat.get("shipped int8") or next((v for k, v in lat.items() if k.endswith(" int8")), None)
     print(f"synthetic eval {len(evals)} faces (seed {cal.EVAL_SEED}); real eval {len(real)} crops of "
-          f"{', '.join(cal.REAL_EVAL_PHOTOS)}; still clips {', '.join(args.photos)} {args.frames} frames; latency median of {args.runs}")
+          f"{', '.join(cal.REAL_EVAL_PHOTOS)}; still clips {', '.join(args.photos)} {args.frames} frames; "
+          f"latency median of {args.runs}")
     print("| artifact | drift synth mean (p95) | drift real mean (p95) | IMAGE jitter % IOD (x fp32), per photo "
           "| jitter x fp32, mean | latency ms (x int8) |")
     print("|---|---|---|---|---|---|")
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         ratios = {p: r["jitter"][p] / base[p] for p in base}
         jit = "; ".join(f"{r['jitter'][p]:.3f} ({ratios[p]:.2f}x)" for p in base)
         print(f"| {r['artifact']} | {r['drift_synth'][0]:.3f}% ({r['drift_synth'][1]:.3f}%) "
-              f"| {r['drift_real'][0]:.3f}% ({r['drift_real'][1]:.3f}%) | {jit} | {np.mean(list(ratios.values())):.2f}x "
+              f"| {r['drift_real'][0]:.3f}% ({r['drift_real'][1]:.3f}%) | {jit} "
+              f"| {np.mean(list(ratios.values())):.2f}x "
               f"| {ms:.2f}{rel} |")
         r["latency_ms"] = ms
     if args.json:

@@ -257,7 +257,9 @@ def _photometric(crop: np.ndarray, rng: np.random.Generator, aug: CropAugment) -
 
     from facelm.data.augment import LUMA, color_jitter
 
-    x = color_jitter(crop.astype(np.float32), rng, aug.color_jitter) if aug.color_jitter > 0 else crop.astype(np.float32)
+    x = crop.astype(np.float32)
+    if aug.color_jitter > 0:
+        x = color_jitter(x, rng, aug.color_jitter)
     if rng.random() < aug.blur:
         x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(*aug.blur_sigma)))
     if rng.random() < aug.grayscale:
@@ -323,7 +325,8 @@ def realistic_faces(count: int, input_size: int, seed: int, with_landmarks: bool
 
     d = generate_aligned(count, seed, input_size, cfg=SynthConfig.realistic())
     lms = d["landmarks"].astype(np.float64) if with_landmarks else None
-    return FaceSet(d["crops"], lms, [f"realistic:{seed}:{i}" for i in range(count)], f"realistic synthetic (seed {seed})")
+    names = [f"realistic:{seed}:{i}" for i in range(count)]
+    return FaceSet(d["crops"], lms, names, f"realistic synthetic (seed {seed})")
 
 
 def mixed_faces(count: int, input_size: int, seed: int) -> FaceSet:

@@ -44,7 +44,7 @@ def test_realistic_faces_differ_from_the_default_renderer():
 
 
 def test_named_source_refuses_another_layout_and_unknown_names():
-    with pytest.raises(InputError, match="synthetic faces are JD-106 .the evaluation set of calibration source mixed.; .* ibug68"):
+    with pytest.raises(InputError, match=r"JD-106 \(the evaluation set of calibration source mixed\); .* ibug68"):
         cal.build_sets("mixed", 64, "ibug68", num_calib=3, num_eval=2)
     with pytest.raises(InputError, match="unknown calibration source"):
         cal.calibration_faces("photos", 3, 64)

@@ -550,9 +550,25 @@ def fuse_activations(path: str | os.PathLike) -> int:
             sg.operators = [op for op in sg.operators if all(op is not d for d in dead)]
             removed += len(dead)
     if removed:
+        _drop_unused_op_codes(model)
         with atomic_path(path, suffix=".tflite") as tmp:
             fbu.write_model(model, str(tmp))
     return removed
+
+
+def _drop_unused_op_codes(model) -> None:
+    """Remove operator codes no operator uses any more (renumbering ``opcodeIndex``), in place.
+
+    TensorFlow's calibrator (quant-debug) resolves every entry of the op-code table, and a
+    leftover RELU entry after :func:`fuse_activations` made it fail with "Didn't find op for
+    builtin opcode 'RELU'"; LiteRT itself ignores unused entries.
+    """
+    used = sorted({int(op.opcodeIndex) for sg in model.subgraphs for op in sg.operators})
+    new_index = {old: new for new, old in enumerate(used)}
+    model.operatorCodes = [model.operatorCodes[i] for i in used]
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            op.opcodeIndex = new_index[int(op.opcodeIndex)]
 
 
 def embed_metadata(path: str | os.PathLike, payload: dict[str, Any], name: str = METADATA_NAME,

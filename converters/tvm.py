@@ -79,9 +79,9 @@ def import_tflite_int8(tflite_path: str | os.PathLike, integer: bool = True):
     dequantize -> float op -> quantize (QDQ), so TVM computes exactly what the calibrated
     int8 model computes (scales, zero points, rounding). Three adjustments:
 
-    - the frontend refuses quantized ``PAD`` and ``TRANSPOSE`` although its converters for
-      both are correct for quantized tensors (PAD pads with the input's zero point,
-      TRANSPOSE only moves values): :class:`_Int8Ops` admits them;
+    - the frontend refuses quantized ``PAD``, ``TRANSPOSE`` and ``DEPTH_TO_SPACE`` although its
+      converters for them are correct for quantized tensors (PAD pads with the input's zero point,
+      TRANSPOSE and DEPTH_TO_SPACE only move values): :class:`_Int8Ops` admits them;
     - ``TRANSPOSE_CONV`` comes out NHWC/IOHW, which TVM's conv2d_transpose lowering does not
       take: it is converted to NCHW (``ConvertLayout``);
     - with ``integer`` (the default), every convolution and transposed convolution whose
@@ -239,9 +239,12 @@ def _int8_ops():
     from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
 
     class _Int8Ops(OperatorConverter):
-        """The stock converter, with quantized PAD and TRANSPOSE admitted (see :func:`import_tflite_int8`)."""
+        """The stock converter, with quantized PAD, TRANSPOSE and DEPTH_TO_SPACE admitted (see
+        :func:`import_tflite_int8`; DEPTH_TO_SPACE, what the S blocks export as, is a reshape and
+        a transpose, and TFLite requires the same scale and zero point on its input and output)."""
 
-        _SUPPORTED_QUANTIZED_OPS = OperatorConverter._SUPPORTED_QUANTIZED_OPS | {"PAD", "TRANSPOSE"}
+        _SUPPORTED_QUANTIZED_OPS = OperatorConverter._SUPPORTED_QUANTIZED_OPS | {"PAD", "TRANSPOSE",
+                                                                                  "DEPTH_TO_SPACE"}
 
     return _Int8Ops
 

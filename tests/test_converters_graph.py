@@ -121,6 +121,10 @@ def test_fuse_activations_float_is_exact(tmp_path, relu):
     assert fuse_activations(path) == 1
     ops, _ = count_ops(path)
     assert ops == {"TRANSPOSE_CONV": 1}
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    codes = fbu.read_model(str(path)).operatorCodes  # no leftover RELU entry (TF's calibrator resolves each)
+    assert [max(c.builtinCode, c.deprecatedBuiltinCode) for c in codes] == [schema.BuiltinOperator.TRANSPOSE_CONV]
     for xnnpack in (False, True):
         after, _ = _run(path, x, xnnpack)
         np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)

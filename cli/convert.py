@@ -44,7 +44,8 @@ def register(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     b.add_argument("--decode", default=None, choices=("dark", "quarter", "argmax"), help="heatmap decoding")
     p.add_argument("--random-init", action="store_true", help="convert freshly initialised weights of --config (benchmarks only)")
     p.add_argument("--out", default=d.out, help="output folder (written atomically)")
-    p.add_argument("--calib", default=d.calib, help="'synthetic' or a folder of annotated faces (JD format or image + .txt/.pts)")
+    p.add_argument("--calib", default=d.calib, help="calibration faces: synthetic, realistic, real (augmented real photos), mixed, or a folder of "
+                   "annotated faces (JD format or image + .txt/.pts); docs/quantization.md")
     p.add_argument("--targets", default=",".join(d.targets), help=f"comma-separated subset of {','.join(TARGETS)}")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--quant-type", default=d.quant_type, choices=QUANT_TYPES, help="int8 weight quantization")

@@ -96,7 +96,7 @@ def rebuild_data(folder: str | os.PathLike, manifest, source: str | None = None,
     Raises:
         DataRebuildError: naming what cannot be rebuilt (unknown source or count, a missing folder).
     """
-    from facelm.quantization.calibration import build_sets
+    from facelm.quantization.calibration import CALIB_SOURCES, build_sets
 
     rec = recorded_data(Path(folder), manifest)
     source = source or rec["source"]
@@ -110,7 +110,7 @@ def rebuild_data(folder: str | os.PathLike, manifest, source: str | None = None,
             f"the {', '.join(missing)}; pass --calib SOURCE --num-calib N --num-eval M")
     # the report writes synthetic sources as "synthetic (seed 1001)"
     src = "synthetic" if str(source).startswith("synthetic") else str(source)
-    if src != "synthetic" and not Path(src).exists():
+    if src not in CALIB_SOURCES and not Path(src).exists():
         raise DataRebuildError(f"cannot rebuild the calibration faces: their source folder {src} does not exist here")
     norm = manifest.preprocess.normalization
     try:

@@ -49,7 +49,7 @@ def publish_manifest(state: StageState, entries: list[ArtifactEntry], timings: d
         gates={"passed": not failures, "failures": failures, "parity_max_abs": cfg.gates.parity_max_abs,
                "int8_drift_mean": cfg.gates.int8_drift_mean},
         data={"calibration": {"source": str(cfg.calib), "count": len(state.calib)},
-              "evaluation": {"source": str(cfg.calib), "count": len(state.evals)}})
+              "evaluation": {"source": state.evals.source, "count": len(state.evals)}})
     rec = state.rec
     write_report(state.tmp, manifest, rec.latency, rec.own_nmes, rec.drifts, timings, rec.warnings,
                  eval_source=state.evals.source, calib_source=state.calib.source, ref_own_nme=reference_own_nme(state),

@@ -666,23 +666,37 @@ def host_runs_shipped_target() -> bool:
 MIN_MATCH = 0.5
 
 
-def shipped_matches(mod, db_dir: str | os.PathLike) -> tuple[int, int]:
+def shipped_matches(mod, db_dir: str | os.PathLike, tasks=None) -> tuple[int, int]:
     """(kernels of ``mod`` with a tuning record in ``db_dir``, kernels of ``mod``).
 
     Matching is on MetaSchedule's workloads, i.e. the structural hash of each kernel after the
     same passes as tuning (:func:`_prepare_for_tuning`, prepacked): weight values do not
-    matter, shapes and operators do. ``mod`` is an imported module (:func:`import_onnx`).
+    matter, shapes and operators do. The hashes are read from the database files directly
+    (the first field of each workload line; a record's first field is its workload's line),
+    which costs milliseconds where loading a ``JSONDatabase`` parses every stored module.
+    ``mod`` is an imported module (:func:`import_onnx`); ``tasks``: its extracted tasks, if known.
     """
+    import json
+
+    import_tvm()
+    from tvm_ffi import structural_hash  # MetaSchedule's "structural" workload hash
+
+    tasks = tasks if tasks is not None else _shipped_tasks(mod)
+    d = Path(db_dir)
+    hashes = [json.loads(line)[0] for line in (d / DB_FILES[0]).read_text().splitlines() if line.strip()]
+    with_records = {hashes[int(line[1:line.index(",")])] for line in (d / DB_FILES[1]).read_text().splitlines()
+                    if line.strip()}
+    hits = sum(str(structural_hash(t.dispatched[0]) % 2**64) in with_records for t in tasks)
+    return hits, len(tasks)
+
+
+def _shipped_tasks(mod):
+    """MetaSchedule tasks of ``mod`` prepared as for tuning with :data:`SHIPPED_TARGET`."""
     tvm = import_tvm()
-    from tvm.s_tir.meta_schedule.database import JSONDatabase
     from tvm.s_tir.meta_schedule.relax_integration import extract_tasks
 
     tgt = tvm.target.Target(SHIPPED_TARGET)
-    tasks = extract_tasks(_prepare_for_tuning(mod, tgt, True), tgt)
-    d = Path(db_dir)
-    db = JSONDatabase(path_workload=str(d / DB_FILES[0]), path_tuning_record=str(d / DB_FILES[1]))
-    hits = sum(db.query_tuning_record(t.dispatched[0], tgt, t.task_name) is not None for t in tasks)
-    return hits, len(tasks)
+    return extract_tasks(_prepare_for_tuning(mod, tgt, True), tgt)
 
 
 def find_shipped_db(mod, root: str | os.PathLike | None = None) -> tuple[Path | None, str]:
@@ -699,8 +713,9 @@ def find_shipped_db(mod, root: str | os.PathLike | None = None) -> tuple[Path | 
     if not host_runs_shipped_target():
         return None, "this CPU lacks AVX2/FMA (the shipped databases' target); TVM host build is untuned"
     best, best_hits, n = None, 0, 0
+    tasks = _shipped_tasks(mod)
     for d in dbs:
-        hits, n = shipped_matches(mod, d)
+        hits, n = shipped_matches(mod, d, tasks)
         if hits > best_hits:
             best, best_hits = d, hits
     if best is None or best_hits < MIN_MATCH * n:

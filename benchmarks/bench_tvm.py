@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--faces", type=int, default=4)
     ap.add_argument("--no-untuned", action="store_true", help="skip the untuned build (slow to run)")
+    ap.add_argument("--so", action="append", default=[], metavar="LABEL=FILE[:nhwc]",
+                    help="an already built TVM host library of the same model (e.g. artifacts/tvm/host.so); "
+                         ":nhwc for one taking the TFLite model's NHWC input (tvm_int8)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -112,6 +115,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: built in {info[label]['build_s']} s; {b.note or 'untuned'}; "
                   f"max |tvm - torch| = {info[label]['parity_vs_torch_max_abs']:.3g}", flush=True)
             calls[label] = (r.invoke, x[:1])
+        for spec in args.so:
+            label, _, path = spec.partition("=")
+            path, _, layout = path.partition(":")
+            r = tv.TvmRunner(path)
+            xin = np.ascontiguousarray(x[:1].transpose(0, 2, 3, 1)) if layout == "nhwc" else x[:1]
+            if layout != "nhwc":
+                info[label] = {"parity_vs_torch_max_abs": float(np.abs(r.heatmaps(x) - ref).max())}
+            info.setdefault(label, {})["size_mib"] = Path(path).stat().st_size / 2**20
+            calls[label] = (r.invoke, xin)
         if args.int8_tflite:
             mod = tv.import_tflite_int8(args.int8_tflite)
             b = tv.compile_host(None, Path(tmp) / "tvm_int8.so", (1, s, s, 3), mod=mod, shipped_db=False)

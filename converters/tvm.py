@@ -2,9 +2,12 @@
 
 TVM 0.27 is relax-only. Weights are bound as constants (``from_onnx`` default), so the
 compiled library takes just the input: ``vm["main"](x) -> heatmaps``. Targets are dicts
-(TVM rejects ``llvm -mcpu=...`` strings). Optional MetaSchedule tuning never uses weight
-prepacking: docs/toolchain.md notes prepacked ``conv2d_transpose`` schedules computing wrong
-answers, and the pipeline checks every TVM artifact against torch anyway.
+(TVM rejects ``llvm -mcpu=...`` strings). MetaSchedule tuning prepacks the weights of every
+kernel but ``conv2d_transpose`` (prepacked tuned ``conv2d_transpose`` schedules computed wrong
+answers, docs/toolchain.md), and the pipeline checks every TVM artifact against torch anyway.
+
+Shipped tuning databases (``facelm/assets/tvm_tuning/<config>/``, :func:`find_shipped_db`) are
+applied by default to a host build whose kernels they cover; ``--tvm-trials`` continues a copy.
 """
 from __future__ import annotations
 

@@ -168,8 +168,8 @@ def jail_argv(root: Path, cwd: Path, runtime: list[str]) -> list[str]:
             argv += ["--ro-bind", p, p]
     for p in runtime:
         argv += ["--ro-bind", p, p]
-    # the jail's own processes only (its pid namespace): the stand-ins read their memory in /proc/self/status
-    argv += ["--unshare-pid", "--proc", "/proc"]
+    # no private pid namespace (and so no /proc): its init would kill a daemon such as tvm_rpc as soon as
+    # the adb shell that started it exits; the stand-ins read their peak memory with getrusage instead
     for p in _CPU_INFO:  # CPU detection of the stand-ins' kernels (XNNPACK): host numerics, as before
         argv += ["--ro-bind-try", p, p]
     real_root = os.path.realpath(root)

@@ -26,6 +26,14 @@ def test_unreadable_or_malformed_is_nan_not_zero(tmp_path):
     assert math.isnan(procmem.rss_mb(str(bad)))
 
 
+def test_without_proc_the_own_reading_is_the_peak(tmp_path, monkeypatch):
+    """The sandboxed virtual device has no /proc: its stand-in reads the peak resident size."""
+    monkeypatch.setattr(procmem, "STATUS_PATH", str(tmp_path / "no-proc"))
+    got = procmem.rss_mb()
+    assert got == procmem.peak_rss_mb() and got > 1.0  # a real figure, not NaN or 0.0
+    assert math.isnan(procmem.rss_mb(str(tmp_path / "no-proc")))  # an explicit file stays strict
+
+
 def test_host_runner_and_stand_in_share_the_one_reader():
     assert runners.rss_mb is procmem.rss_mb
     assert benchmark_model.rss_mb is procmem.rss_mb

@@ -252,8 +252,9 @@ def _tvm_stages(state: StageState, stages: _Stages, onnx_path: Path, before: lis
     """TVM host and Android from ``model.onnx`` (+ ``tvm_linux_arm64`` with ``--arm64-check``)."""
     cfg = state.cfg
     new: list[ArtifactEntry] = []
-    with stages.stage(f"ONNX -> TVM host ({'untuned' if not cfg.tvm_trials else f'{cfg.tvm_trials} trials'})"
-                      " + drift"):
+    how = (f"{cfg.tvm_trials} trials" if cfg.tvm_trials else f"database {cfg.tvm_tuning_db}" if cfg.tvm_tuning_db
+           else "a shipped tuning database where one matches, else untuned")
+    with stages.stage(f"ONNX -> TVM host ({how}) + drift"):
         new += tvm_host_stage(state, onnx_path)
     with stages.stage("ONNX -> TVM Android arm64"):
         new += tvm_android_stage(state, onnx_path)

@@ -299,6 +299,26 @@ def host_facts() -> dev.DeviceFacts:
     )
 
 
+def set_random_inputs(interpreter, seed: int = 0) -> dict[int, np.ndarray]:
+    """Fill every input of a LiteRT interpreter with seeded random values, as benchmark_model does
+    without input files: integers over the full int8 range, floats uniform in [-1, 1].
+
+    Returns:
+        tensor index -> the array set.
+    """
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for d in interpreter.get_input_details():
+        dtype = np.dtype(d["dtype"])
+        if np.issubdtype(dtype, np.integer):
+            value = rng.integers(-128, 127, size=d["shape"], endpoint=True).astype(dtype)
+        else:
+            value = rng.uniform(-1, 1, size=d["shape"]).astype(dtype)
+        interpreter.set_tensor(d["index"], value)
+        feeds[d["index"]] = value
+    return feeds
+
+
 class LocalTfliteRunner:
     """The benchmark protocol on this host with ai-edge-litert (per-run timings)."""
 
@@ -339,16 +359,7 @@ class LocalTfliteRunner:
         it = self._interpreter(model)
         init_ms = (time.perf_counter() - t0) * 1e3
         rss_init = rss_mb()
-        rng = np.random.default_rng(0)
-        feeds = {}
-        for d in it.get_input_details():
-            dtype = np.dtype(d["dtype"])
-            if np.issubdtype(dtype, np.integer):
-                value = rng.integers(-128, 127, size=d["shape"], endpoint=True).astype(dtype)
-            else:
-                value = rng.uniform(-1, 1, size=d["shape"]).astype(dtype)
-            it.set_tensor(d["index"], value)
-            feeds[d["index"]] = value
+        feeds = set_random_inputs(it)
         warm = []
         for _ in range(max(self.opt.warmup, 1)):
             t = time.perf_counter()

@@ -54,19 +54,11 @@ def load(path: Path, threads: int = 1):
     """A LiteRT interpreter (XNNPACK, ``threads``) with a fixed random input set; returns (interpreter, feeds)."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from facelm.android_bench.runners import set_random_inputs
+
     it = Interpreter(model_path=str(path), num_threads=threads)
     it.allocate_tensors()
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for d in it.get_input_details():
-        dtype = np.dtype(d["dtype"])
-        if np.issubdtype(dtype, np.integer):
-            value = rng.integers(-128, 127, size=d["shape"], endpoint=True).astype(dtype)
-        else:
-            value = rng.uniform(-1, 1, size=d["shape"]).astype(dtype)
-        it.set_tensor(d["index"], value)
-        feeds[d["index"]] = value
-    return it, feeds
+    return it, set_random_inputs(it)
 
 
 def interleaved_ms(interpreters: dict[str, object], rounds: int, warmup: int) -> dict[str, list[float]]:

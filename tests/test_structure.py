@@ -25,8 +25,6 @@ STAND_INS = {
 }
 #: (file, function) allowed over MAX_FUNCTION_LINES, each with why it is not split (yet).
 LONG_FUNCTION_EXEMPTIONS: dict[tuple[str, str], str] = {
-    ("sdk/data/synth.py", "face_points_3d"): "the 106-point face model built region by region (contour, brows, "
-    "nose, eyes, mouth) in one pass; a per-region split belongs to the synth owner and was not made in issue 22",
 }
 #: Import cycles between files that close only through imports inside functions, each with
 #: why it stays; any other cycle fails. Sorted module names of each cycle (strongly connected set).

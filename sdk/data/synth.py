@@ -275,6 +275,15 @@ def face_points_3d(p: FaceParams) -> np.ndarray:
     Returns:
         (106, 3) float64 in face-model units.
     """
+    P = _neutral_face(p)
+    _apply_expression(P, p)
+    P[104], P[105] = P[74], P[83]
+    return P
+
+
+def _neutral_face(p: FaceParams) -> np.ndarray:
+    """The identity's landmarks before any expression: the image-left half drawn, mirrored, made
+    slightly asymmetric. Returns (106, 3) float64 face-model units (104/105 not yet set)."""
     P = np.zeros((K, 3), dtype=np.float64)
     # Contour 0..16 (image-left jaw to chin): a superellipse from ear level to the chin.
     ear_y = p.eye_y - 0.05
@@ -341,8 +350,13 @@ def face_points_3d(p: FaceParams) -> np.ndarray:
     P[right] = P[_LEFT] * np.array([-1.0, 1.0, 1.0])
     # A little identity asymmetry: the image-right side sits slightly higher or lower.
     P[right, 1] += p.asym * 0.3
+    return P
 
-    # Expressions (after mirroring: they may be asymmetric).
+
+def _apply_expression(P: np.ndarray, p: FaceParams) -> None:
+    """Move the (106, 3) neutral landmarks ``P`` in place by the expression of ``p`` (after the
+    mirroring, so it may be asymmetric): open mouth, smile, frown, blinks, gaze."""
+    my, mw = p.mouth_y, p.mouth_w
     if p.mouth_open > 0:
         o = p.mouth_open
         lower = np.array([91, 92, 93, 94, 95, 101, 102, 103])
@@ -375,8 +389,6 @@ def face_points_3d(p: FaceParams) -> np.ndarray:
         centre = 0.5 * (P[a] + P[b])
         P[pupil, 0] = centre[0] + gx * half * 0.5
         P[pupil, 1] = centre[1] + gy * p.eye_open * 0.6
-    P[104], P[105] = P[74], P[83]
-    return P
 
 
 #: Frown displacements (face units per unit of ``FaceParams.frown``): mouth points pulled down;

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facelm.artifacts import artifact_kind
+from facelm.artifacts import TVM_ANDROID, TVM_HOST, TVM_LINUX_ARM64, artifact_kind
 from facelm.errors import ConversionError
 from facelm.runtime.manifest import ArtifactEntry, TensorSpec, artifact_entry_for
 
@@ -49,7 +49,7 @@ log = logging.getLogger("facelm.convert")
 #: Evaluation faces run on aarch64 (a handful: each is an emulated inference).
 ARM64_FACES = 4
 #: The catalogue artifact written by :func:`tvm_linux_arm64_stage`.
-LINUX_ARM64 = "tvm_linux_arm64"
+LINUX_ARM64 = TVM_LINUX_ARM64
 #: Target of the fallback compile (when there is no Android object archive to link).
 LINUX_ARM64_TARGET: dict[str, Any] = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
 #: Key of the emulated check in an artifact entry's ``checks``.
@@ -88,7 +88,7 @@ def tvm_linux_arm64_stage(state: "StageState", entries: list[ArtifactEntry]) -> 
 
     kind = artifact_kind(LINUX_ARM64)
     out = state.tmp / kind.file
-    android = next((e for e in entries if e.name == "tvm_android"), None)
+    android = next((e for e in entries if e.name == TVM_ANDROID), None)
     if android is None:
         raise ConversionError("tvm_linux_arm64 is linked from the Android TVM build, which was not written")
     if android.format == "tvm_tar":
@@ -116,7 +116,7 @@ def tvm_linux_arm64_stage(state: "StageState", entries: list[ArtifactEntry]) -> 
     return [artifact_entry_for(
         state.tmp, LINUX_ARM64, target=target, input=TensorSpec("input", state.input_shape, "NCHW", "float32"),
         output=TensorSpec("output", (1, m.num_keypoints) + tuple(m.heatmap_size), "NCHW", "float32"),
-        checks={"linked_from": "tvm_android" if android.format == "tvm_tar" else "compiled"},
+        checks={"linked_from": TVM_ANDROID if android.format == "tvm_tar" else "compiled"},
         notes=f"glibc aarch64 Linux library: {source}")]
 
 
@@ -177,7 +177,7 @@ def arm64_check_stage(state: "StageState", entries: list[ArtifactEntry]) -> list
         if host_hm is not None:  # the same relax module on this host's CPU (x86 codegen)
             ref_lms = state.landmarks(host_hm, out)
             check.update(_vs_host(state, host_hm, hm, ref_lms, lms), reference_vs_host="tvm_host (this host)")
-        if tvm_entry.checks.get("linked_from") == "tvm_android":
+        if tvm_entry.checks.get("linked_from") == TVM_ANDROID:
             check["covers"] = "tvm_android (the same object files)"
         tvm_entry.checks[CHECK_KEY] = check
         log.info("  tvm_linux_arm64 on aarch64: parity vs torch %.3g", state.rec.parity[LINUX_ARM64])
@@ -185,7 +185,7 @@ def arm64_check_stage(state: "StageState", entries: list[ArtifactEntry]) -> list
 
 
 def _host_tvm_heatmaps(state: "StageState", entries: list[ArtifactEntry], n: int) -> np.ndarray | None:
-    host = next((e for e in entries if e.name == "tvm_host"), None)
+    host = next((e for e in entries if e.name == TVM_HOST), None)
     if host is None:
         return None
     from facelm.runtime.tvm import TvmRunner

@@ -105,6 +105,9 @@ CATALOGUE: tuple[ArtifactKind, ...] = (
 FP32_REFERENCE = "fp32"
 #: The artifact a runtime picks when none is named.
 DEFAULT_RUNTIME_ARTIFACT = "int8"
+#: The TVM libraries the arm64 check relates: the host build, the Android objects it links, and
+#: the glibc aarch64 library it writes.
+TVM_HOST, TVM_ANDROID, TVM_LINUX_ARM64 = "tvm_host", "tvm_android", "tvm_linux_arm64"
 
 _BY_NAME = {k.name: k for k in CATALOGUE}
 

@@ -115,3 +115,11 @@ def test_written_tflite_files_have_the_catalogue_precisions(converted):
         assert io == kind.io, name
         assert kind.weight_dtype in const, (name, const)
         assert conv_out == {activations[kind.precision]}, (name, conv_out)
+
+
+def test_named_constants_are_catalogue_entries():
+    from facelm import artifacts
+
+    for name in (artifacts.FP32_REFERENCE, artifacts.DEFAULT_RUNTIME_ARTIFACT, artifacts.TVM_HOST,
+                 artifacts.TVM_ANDROID, artifacts.TVM_LINUX_ARM64):
+        assert artifacts.artifact_kind(name).name == name

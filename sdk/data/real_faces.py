@@ -46,6 +46,7 @@ class SourcePackage:
         kind: ``installed`` (read from the installed package) or ``sdist`` (fetched source archive).
         sha256: sha256 of the sdist archive (``sdist`` only).
         license: the licence the package states for itself; photos may carry their own rights.
+        module: import name of an ``installed`` package (its folder holds the photos).
     """
 
     name: str
@@ -53,10 +54,12 @@ class SourcePackage:
     kind: str
     sha256: str = ""
     license: str = ""
+    module: str = ""
 
 
-SKIMAGE = SourcePackage("scikit-image", "0.25.2", "installed", license="BSD-3-Clause")
-MATPLOTLIB = SourcePackage("matplotlib", "3.11.2", "installed", license="PSF-like (matplotlib licence)")
+SKIMAGE = SourcePackage("scikit-image", "0.25.2", "installed", license="BSD-3-Clause", module="skimage")
+MATPLOTLIB = SourcePackage("matplotlib", "3.11.2", "installed", license="PSF-like (matplotlib licence)",
+                           module="matplotlib")
 FACE_RECOGNITION = SourcePackage("face_recognition", "1.3.0", "sdist",
                                  "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec", "MIT")
 INSIGHTFACE = SourcePackage("insightface", "2.1", "sdist",
@@ -145,8 +148,7 @@ def _installed_root(pkg: SourcePackage) -> Path:
     """site-packages folder holding the installed package (the parent of its import folder)."""
     import importlib.util
 
-    module = {"scikit-image": "skimage", "matplotlib": "matplotlib"}[pkg.name]
-    spec = importlib.util.find_spec(module)
+    spec = importlib.util.find_spec(pkg.module)
     if spec is None or not spec.submodule_search_locations:
         raise InputError(f"real photos from {pkg.name} need it installed: pip install {pkg.name}")
     return Path(list(spec.submodule_search_locations)[0]).parent
